@@ -1,0 +1,63 @@
+"""Configuration presets and overrides; class protocols and id maps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from udass.config import ABLATIONS, build_config, config_diff, config_from_dict, parse_set_args
+from udass.data.protocols import BENCHMARKS, PROTOCOLS, map_label
+from udass.errors import UdassError
+
+
+def test_overrides_are_typed_and_validated():
+    cfg = build_config("synthetic-video", "vit", "quadmix", "demo",
+                       parse_set_args(["quadmix.paths=ss,tt", "train.steps=7", "feature_mix.enabled=off"]))
+    assert cfg.quadmix.paths == ("ss", "tt") and cfg.train.steps == 7 and not cfg.feature_mix.enabled
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert config_diff(cfg, build_config()) == ["feature_mix.enabled", "quadmix.paths", "train.steps"]
+    with pytest.raises(UdassError, match="did you mean 'quadmix.paths'"):
+        build_config(overrides={"quadmix.path": "ss"})
+    with pytest.raises(UdassError, match="unknown path"):
+        build_config(overrides={"quadmix.paths": "ss,xx"})
+    with pytest.raises(UdassError, match="expected a number"):
+        build_config(overrides={"train.steps": "many"})
+    with pytest.raises(UdassError, match="unknown backbone"):
+        build_config(backbone="transformer")
+
+
+def test_paper_profile_follows_the_protocol_recipes():
+    cnn = build_config("viper2cityscapes-seq", "cnn", "quadmix", "paper")
+    assert (cnn.optim.name, cnn.optim.lr, cnn.optim.poly_power) == ("sgd", 1e-4, 0.9)
+    assert cnn.train.lambda_t == 0.2 and cnn.train.steps == 40000
+    assert (cnn.data.batch_source, cnn.data.batch_target) == (1, 1)
+    vit = build_config("gtav2cityscapes", "vit", "quadmix", "paper")
+    assert (vit.optim.name, vit.optim.lr, vit.optim.warmup_steps) == ("adamw", 6e-5, 1500)
+    assert vit.model.variant == "mit_b5" and vit.data.crop_size == (512, 512)
+    assert (vit.data.batch_source, vit.data.batch_target) == (2, 2)
+    seq = build_config("synthia-seq2cityscapes-seq", "cnn", "quadmix", "paper")
+    assert seq.data.source_size == (640, 1280) and seq.data.source_crop_bottom == 120
+
+
+def test_ablation_rows_are_valid_override_sets():
+    for name, (method, overrides) in ABLATIONS.items():
+        cfg = build_config(method=method, overrides=overrides)
+        assert cfg.train.method == method, name
+
+
+def test_id_maps_of_the_protocols():
+    seq = PROTOCOLS["synthia-seq12"]
+    assert map_label(np.array([8]), "synthia-seq12", "synthia-seq")[0] == seq.index("car")
+    vip = PROTOCOLS["viper15"]
+    assert set(map_label(np.array([7, 8]), "viper15", "viper").tolist()) == {vip.index("vegetation")}
+    assert map_label(np.array([25]), "viper15", "cityscapes")[0] == vip.index("person")
+    assert map_label(np.array([0, 4, 33]), "cityscapes19", "cityscapes").tolist() == [255, 255, 18]
+    with pytest.raises(UdassError, match="outside the cityscapes encoding"):
+        map_label(np.array([[7, 40]]), "cityscapes19", "cityscapes", source="x.png")
+
+
+def test_evaluation_subsets():
+    assert len(BENCHMARKS["synthia-seq2cityscapes-seq"].eval_classes) == 11
+    assert "fence" not in BENCHMARKS["synthia-seq2cityscapes-seq"].eval_class_names()
+    syn = BENCHMARKS["synthia2cityscapes"]
+    assert len(syn.subsets["miou_16"]) == 16 and len(syn.subsets["miou_13"]) == 13
+    assert len(BENCHMARKS["viper2cityscapes-seq"].eval_classes) == 15

@@ -1,0 +1,178 @@
+"""The `udass` command line. Each subcommand parses its flags and calls one public function.
+
+Errors a user can fix (`UdassError`) print one line and exit with status 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from udass.errors import UdassError
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="generate an embedded synthetic benchmark (a data root)")
+    p.add_argument("--benchmark", required=True, help="synthetic-video | synthetic-image")
+    p.add_argument("--out", required=True, type=Path, help="folder that becomes the data root")
+    p.add_argument("--seed", type=int, default=0, help="data seed (same seed: identical files)")
+    p.add_argument("--size", default="demo", help="tiny (tests) | demo")
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(a: argparse.Namespace) -> int:
+    from udass.data.synthetic import generate
+
+    root = generate(a.benchmark, a.out, seed=a.seed, size=a.size)
+    print(f"wrote {a.benchmark} ({a.size}, seed {a.seed}) to {root}")
+    return 0
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-data", help="report what a data root holds and what is missing")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="folder holding cityscapes/, gta/, ... (default: the synthetic cache)")
+    p.add_argument("--flow-root", type=Path, default=None, help="default: <data root>/udass_flow")
+    p.add_argument("--flow-source", default=None, help="dis | exact | authors (default: preset)")
+    p.set_defaults(func=_run_check)
+
+
+def _run_check(a: argparse.Namespace) -> int:
+    from udass.data.datasets import check_data
+
+    return check_data(a.benchmark, a.data_root, flow_root=a.flow_root, flow_source=a.flow_source)
+
+
+def _add_flow(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("flow", help="precompute backward optical flow (OpenCV DIS) into the cache")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--data-root", type=Path, required=True)
+    p.add_argument("--flow-root", type=Path, default=None, help="default: <data root>/udass_flow")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--preset", default="medium", help="DIS preset: ultrafast | fast | medium")
+    p.set_defaults(func=_run_flow)
+
+
+def _run_flow(a: argparse.Namespace) -> int:
+    from udass.data.flowcache import compute_flows
+
+    compute_flows(a.benchmark, a.data_root, flow_root=a.flow_root, workers=a.workers,
+                  preset=a.preset)
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a method (resumes from OUT's last checkpoint)")
+    p.add_argument("--benchmark", default="synthetic-video")
+    p.add_argument("--data-root", type=Path, default=None)
+    p.add_argument("--flow-root", type=Path, default=None)
+    p.add_argument("--backbone", default="vit", help="cnn | vit")
+    p.add_argument("--method", default="quadmix", help="source_only | oracle | dacs | quadmix")
+    p.add_argument("--profile", default="demo", help="test | demo | paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="schedule length (default: profile)")
+    p.add_argument("--until", type=int, default=None,
+                   help="stop after this step and checkpoint there (resume later)")
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--pretrained", default=None, help="ImageNet checkpoint path, or 'none'")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set quadmix.paths=ss,tt (repeatable)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(a: argparse.Namespace) -> int:
+    from udass.train import train_from_args
+
+    train_from_args(a)
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on the target val split")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--benchmark", default=None, help="default: the checkpoint's benchmark")
+    p.add_argument("--data-root", type=Path, default=None)
+    p.add_argument("--flow-root", type=Path, default=None)
+    p.add_argument("--network", default="student", help="student | teacher")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, default=None, help="folder for metrics.json")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(a: argparse.Namespace) -> int:
+    from udass.evaluate import evaluate_from_args
+
+    evaluate_from_args(a)
+    return 0
+
+
+def _add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment a folder of frames or a video file")
+    p.add_argument("input", type=Path)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("--network", default="teacher", help="student | teacher")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_run_segment)
+
+
+def _run_segment(a: argparse.Namespace) -> int:
+    from udass.segment import segment
+
+    segment(a.input, a.checkpoint, a.out, network=a.network, device=a.device)
+    return 0
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="run every notebook with papermill, regenerate results/")
+    p.add_argument("--profile", default="demo", help="demo | paper")
+    p.add_argument("--data-root", type=Path, default=None)
+    p.add_argument("--only", default=None, help="comma-separated notebook names to run")
+    p.set_defaults(func=_run_reproduce)
+
+
+def _run_reproduce(a: argparse.Namespace) -> int:
+    from udass.experiments import reproduce
+
+    reproduce(profile=a.profile, data_root=a.data_root, only=a.only)
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job: 02_train_video with the ViT on the embedded benchmark")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(a: argparse.Namespace) -> int:
+    from udass.experiments import demo
+
+    demo()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="udass", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_check, _add_flow, _add_train, _add_evaluate, _add_segment,
+                _add_reproduce, _add_demo):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UdassError as e:
+        print(f"udass: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("udass: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

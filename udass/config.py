@@ -1,0 +1,403 @@
+"""Configuration as data: frozen dataclasses and named presets.
+
+A run is fully described by one `Config` = benchmark x backbone x method x profile presets plus
+`--set key=value` overrides (dotted field names, e.g. `quadmix.paths=ss,tt`). Nothing is
+selected by editing source. Ablation rows are named override sets (`ABLATIONS`).
+
+Profiles:
+- `test`:  tiny model, tiny frames, a few steps: what the test suite trains.
+- `demo`:  a small model at reduced resolution, a CPU-sized schedule (the embedded benchmark by
+           default; on a real benchmark id it is a smoke test of real data on a laptop).
+- `paper`: the published recipe, line by line from PROTOCOLS.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from udass.data.protocols import BENCHMARKS, get_benchmark
+from udass.errors import UdassError, unknown_name
+
+PROFILES = ("test", "demo", "paper")
+BACKBONES = ("cnn", "vit")
+METHODS = ("source_only", "oracle", "dacs", "quadmix")
+QUADMIX_PATHS = ("ss", "tt", "tss", "stt")
+
+Size = tuple[int, int]  # (H, W)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    benchmark: str = "synthetic-video"
+    data_root: str | None = None        # None: the synthetic cache ($UDASS_DATA/B or data/B)
+    flow_root: str | None = None        # None: <data root>/udass_flow
+    flow_source: str = "dis"            # dis (udass cache) | exact (synthetic) | authors
+    source_size: Size = (128, 256)      # frames are resized to these (H, W) on load
+    target_size: Size = (128, 256)
+    crop_size: Size = (128, 256)        # random crop of training clips
+    source_crop_bottom: int = 0         # rows dropped at the stored resolution (SYNTHIA-Seq: 120)
+    batch_source: int = 2
+    batch_target: int = 2
+    num_workers: int = 0
+    synth_size: str = "demo"            # size of an auto-generated synthetic root
+    synth_seed: int = 0                 # data seed of an auto-generated synthetic root
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "vit"               # cnn | vit
+    variant: str = "mit_mini"           # resnet101 | mit_b5 | small variants
+    pretrained: str | None = None       # local ImageNet checkpoint; None = random init
+    frozen_bn: bool = True              # CNN batch norm frozen (paper) or trained
+    head: str = "daformer"              # ViT decoder: daformer | segformer
+    temporal_fusion: bool = True        # flow-guided 1x1 logit fusion
+    drop_path: float = 0.1
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adamw"                 # sgd | adamw
+    lr: float = 6e-5
+    momentum: float = 0.9
+    weight_decay: float = 0.01
+    head_lr_mult: float = 10.0          # decoder / classifier heads
+    warmup_steps: int = 0
+    poly_power: float = 1.0
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    ema: float = 0.999                  # alpha_k = min(1 - 1/(k+1), ema)
+    pseudo_threshold: float = 0.968     # DACS pixel weight: share of pixels above it
+    flow_propagation: bool = True       # average with the teacher's t-1 prediction warped to t
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip: float = 0.5                   # horizontal flip probability (flow x negated)
+    jitter: float = 0.2                 # strong aug colour-jitter strength
+    jitter_p: float = 0.8
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.15, 1.15)
+
+
+@dataclass(frozen=True)
+class QuadMixConfig:
+    paths: tuple[str, ...] = QUADMIX_PATHS
+    template_confidence: float = 0.9    # target template pixels need max prob >= this
+    long_tail: bool = True              # always take the benchmark's long-tail classes
+    start_step: int = 0                 # steps before this train as dacs
+    first_step: str = "classmix"        # what the template-less first step does: classmix | store
+
+
+@dataclass(frozen=True)
+class FeatureMixConfig:
+    enabled: bool = True
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    enabled: bool = True
+    loss: str = "mmd"                   # mmd | contrastive
+    weight: float = 0.01
+    temporal_weighting: bool = True     # entropy weights (certain view weighs more); off = mean
+    min_pixels: int = 5
+    confidence: float = 0.968           # target pixels used for prototypes
+    temperature: float = 0.1            # contrastive option
+    mmd_kernels: int = 5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str = "quadmix"
+    profile: str = "demo"
+    steps: int = 600
+    seed: int = 0
+    lambda_t: float = 1.0               # weight of the target pseudo-label loss
+    aux_weight: float = 0.1             # CNN auxiliary head
+    eval_every: int = 0                 # 0: evaluate at the end only
+    checkpoint_every: int = 200
+    log_every: int = 10
+    amp: bool = True                    # mixed precision (CUDA only)
+    init_checkpoint: str | None = None  # start from a udass checkpoint's student weights
+    eval_max_clips: int | None = None   # None: the whole val split
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    quadmix: QuadMixConfig = field(default_factory=QuadMixConfig)
+    feature_mix: FeatureMixConfig = field(default_factory=FeatureMixConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------- presets
+MODEL_VARIANTS: Mapping[tuple[str, str], str] = {
+    ("cnn", "test"): "resnet_tiny", ("cnn", "demo"): "resnet_mini", ("cnn", "paper"): "resnet101",
+    ("vit", "test"): "mit_tiny", ("vit", "demo"): "mit_mini", ("vit", "paper"): "mit_b5",
+}
+
+# Paper input sizes (H, W) of each dataset layout, PROTOCOLS.md "Resolutions".
+_PAPER_SIZE: Mapping[str, Size] = {
+    "cityscapes-seq": (512, 1024), "cityscapes": (512, 1024), "synthia-seq": (640, 1280),
+    "viper": (720, 1280), "gta": (720, 1280), "synthia": (760, 1280),
+}
+
+
+def _data_preset(benchmark: str, profile: str) -> dict[str, Any]:
+    b = get_benchmark(benchmark)
+    if profile == "test":
+        return dict(source_size=(32, 64), target_size=(32, 64), crop_size=(32, 64),
+                    batch_source=2, batch_target=2, synth_size="tiny",
+                    flow_source="exact" if b.synthetic else "dis")
+    if profile == "demo":
+        return dict(source_size=(128, 256), target_size=(128, 256), crop_size=(96, 192),
+                    batch_source=2, batch_target=2, synth_size="demo",
+                    flow_source="exact" if b.synthetic else "dis")
+    # paper
+    video = b.is_video
+    return dict(
+        source_size=_PAPER_SIZE[b.source], target_size=_PAPER_SIZE[b.target],
+        crop_size=(512, 1024) if video else (512, 512),
+        source_crop_bottom=120 if b.source == "synthia-seq" and not b.synthetic else 0,
+        batch_source=1 if video else 2, batch_target=1 if video else 2,
+        num_workers=4, flow_source="exact" if b.synthetic else "dis")
+
+
+def _optim_preset(benchmark: str, backbone: str, profile: str) -> dict[str, Any]:
+    viper = benchmark == "viper2cityscapes-seq"
+    if backbone == "cnn":
+        return dict(name="sgd", lr=(1e-4 if viper else 2.5e-4) if profile == "paper" else 2.5e-3,
+                    momentum=0.9, weight_decay=5e-4, head_lr_mult=10.0, warmup_steps=0,
+                    poly_power=0.9)
+    return dict(name="adamw", lr=6e-5 if profile == "paper" else 6e-4, weight_decay=0.01,
+                head_lr_mult=10.0, warmup_steps=1500 if profile == "paper" else 0, poly_power=1.0)
+
+
+def _train_preset(benchmark: str, profile: str, method: str) -> dict[str, Any]:
+    viper = benchmark == "viper2cityscapes-seq"
+    steps = {"test": 4, "demo": 600, "paper": 40000}[profile]
+    return dict(method=method, profile=profile, steps=steps,
+                lambda_t=0.2 if viper else 1.0,
+                checkpoint_every={"test": 2, "demo": 200, "paper": 2000}[profile],
+                eval_every={"test": 0, "demo": 0, "paper": 4000}[profile],
+                log_every={"test": 1, "demo": 10, "paper": 50}[profile])
+
+
+def build_config(benchmark: str = "synthetic-video", backbone: str = "vit", method: str = "quadmix",
+                 profile: str = "demo", overrides: Mapping[str, Any] | None = None,
+                 **fields_: Any) -> Config:
+    """The preset for benchmark x backbone x method x profile, then `overrides` (dotted keys).
+
+    `fields_` are shortcuts for common dotted keys given as keyword arguments (e.g.
+    `seed=1` -> train.seed, `steps=50` -> train.steps, `data_root=...` -> data.data_root).
+    """
+    if benchmark not in BENCHMARKS:
+        raise unknown_name("benchmark", benchmark, BENCHMARKS)
+    if backbone not in BACKBONES:
+        raise unknown_name("backbone", backbone, BACKBONES)
+    if method not in METHODS:
+        raise unknown_name("method", method, METHODS)
+    if profile not in PROFILES:
+        raise unknown_name("profile", profile, PROFILES)
+    cfg = Config(
+        data=DataConfig(benchmark=benchmark, **_data_preset(benchmark, profile)),
+        model=ModelConfig(backbone=backbone, variant=MODEL_VARIANTS[backbone, profile],
+                          head="daformer", drop_path=0.1 if backbone == "vit" else 0.0),
+        optim=OptimConfig(**_optim_preset(benchmark, backbone, profile)),
+        train=TrainConfig(**_train_preset(benchmark, profile, method)),
+    )
+    short = {"seed": "train.seed", "steps": "train.steps", "data_root": "data.data_root",
+             "flow_root": "data.flow_root", "pretrained": "model.pretrained"}
+    merged: dict[str, Any] = {}
+    for k, v in fields_.items():
+        if k not in short:
+            raise unknown_name("config shortcut", k, short)
+        if v is not None:
+            merged[short[k]] = v
+    merged.update(overrides or {})
+    return apply_overrides(cfg, merged)
+
+
+# --------------------------------------------------------------------------------- overrides
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def all_keys(cfg: Config | None = None) -> list[str]:
+    """Every dotted key of a Config (`data.benchmark`, ..., `train.steps`)."""
+    cfg = cfg or Config()
+    return [f"{sec.name}.{f.name}" for sec in fields(cfg) for f in fields(getattr(cfg, sec.name))]
+
+
+def parse_value(text: str, typ: Any, key: str) -> Any:
+    """Parse the string `text` as a value of annotated type `typ` (for `--set key=value`)."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null", ""):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return parse_value(text, inner[0], key)
+    if typ is bool:
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise UdassError(f"--set {key}={text}: expected a boolean (true/false)")
+    if origin is tuple:
+        parts = [p for p in text.replace(" ", "").split(",") if p] if isinstance(text, str) else list(text)
+        elem = args[0] if args else str
+        if len(args) == 2 and args[1] is not Ellipsis:  # fixed pair like Size
+            if len(parts) != 2:
+                raise UdassError(f"--set {key}={text}: expected two comma-separated values")
+            return tuple(parse_value(p, a, key) for p, a in zip(parts, args))
+        return tuple(parse_value(p, elem, key) for p in parts)
+    try:
+        if typ is int:
+            return int(text)
+        if typ is float:
+            return float(text)
+    except ValueError:
+        raise UdassError(f"--set {key}={text}: expected a number ({typ.__name__})") from None
+    return str(text)
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    if isinstance(value, str):
+        return parse_value(value, typ, key)
+    if isinstance(value, list):
+        value = tuple(value)
+    origin = typing.get_origin(typ)
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ in (int, float, bool, str) and not isinstance(value, typ):
+        raise UdassError(f"config {key}: expected {typ.__name__}, got {value!r}")
+    if origin is tuple and isinstance(value, tuple):
+        return value
+    return value
+
+
+def apply_overrides(cfg: Config, overrides: Mapping[str, Any]) -> Config:
+    """Return `cfg` with dotted-key overrides applied (values may be strings, parsed by type)."""
+    keys = all_keys(cfg)
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        if key not in keys:
+            raise unknown_name("config key", key, keys)
+        sec, name = key.split(".", 1)
+        typ = _field_types(type(getattr(cfg, sec)))[name]
+        sections.setdefault(sec, {})[name] = _coerce(value, typ, key)
+    cfg = replace(cfg, **{sec: replace(getattr(cfg, sec), **vals) for sec, vals in sections.items()})
+    validate(cfg)
+    return cfg
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, str]:
+    """`["a.b=1", "c.d=x,y"]` -> {"a.b": "1", "c.d": "x,y"} (CLI `--set`)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UdassError(f"--set {item!r}: expected key=value, e.g. --set quadmix.paths=ss,tt")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def validate(cfg: Config) -> None:
+    """Check choices that a type cannot express; raise UdassError naming the field."""
+    if cfg.model.backbone not in BACKBONES:
+        raise unknown_name("backbone", cfg.model.backbone, BACKBONES)
+    if cfg.train.method not in METHODS:
+        raise unknown_name("method", cfg.train.method, METHODS)
+    if cfg.train.profile not in PROFILES:
+        raise unknown_name("profile", cfg.train.profile, PROFILES)
+    if cfg.data.benchmark not in BENCHMARKS:
+        raise unknown_name("benchmark", cfg.data.benchmark, BENCHMARKS)
+    bad = [p for p in cfg.quadmix.paths if p not in QUADMIX_PATHS]
+    if bad:
+        raise UdassError(f"quadmix.paths: unknown path(s) {bad}; expected a subset of "
+                         f"{','.join(QUADMIX_PATHS)}")
+    for key, value, choices in (("optim.name", cfg.optim.name, ("sgd", "adamw")),
+                                ("data.flow_source", cfg.data.flow_source, ("dis", "exact", "authors")),
+                                ("model.head", cfg.model.head, ("daformer", "segformer")),
+                                ("aggregation.loss", cfg.aggregation.loss, ("mmd", "contrastive")),
+                                ("quadmix.first_step", cfg.quadmix.first_step, ("classmix", "store"))):
+        if value not in choices:
+            raise UdassError(f"{key}={value!r}: expected one of {', '.join(choices)}")
+    if cfg.train.steps < 1:
+        raise UdassError(f"train.steps={cfg.train.steps}: expected a positive number of steps")
+
+
+def config_diff(a: Config | Mapping, b: Config | Mapping) -> list[str]:
+    """Dotted keys whose values differ between two configs (or their dicts)."""
+    da = a.to_dict() if isinstance(a, Config) else a
+    db = b.to_dict() if isinstance(b, Config) else b
+    out = []
+    for sec in sorted(set(da) | set(db)):
+        sa, sb = da.get(sec, {}), db.get(sec, {})
+        for k in sorted(set(sa) | set(sb)):
+            va, vb = sa.get(k), sb.get(k)
+            if isinstance(va, list):
+                va = tuple(va)
+            if isinstance(vb, list):
+                vb = tuple(vb)
+            if va != vb:
+                out.append(f"{sec}.{k}")
+    return out
+
+
+def config_from_dict(d: Mapping[str, Any]) -> Config:
+    """Rebuild a Config from `Config.to_dict()` output (e.g. read from a checkpoint or run.json)."""
+    kwargs = {}
+    for sec in fields(Config):
+        cls = sec.default_factory  # type: ignore[misc]
+        vals = dict(d.get(sec.name, {}))
+        types_ = _field_types(cls)
+        known = {k: _coerce(v, types_[k], f"{sec.name}.{k}") for k, v in vals.items() if k in types_}
+        kwargs[sec.name] = cls(**known)
+    return Config(**kwargs)
+
+
+# --------------------------------------------------------------------------------- ablations
+# Each ablation row of 03_ablation is a method plus an override set (METHOD.md section 5).
+_ALL_OFF = {"feature_mix.enabled": False, "aggregation.enabled": False}
+ABLATIONS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
+    "source_only": ("source_only", {}),
+    "classmix": ("dacs", {}),
+    "self_training": ("quadmix", {"quadmix.paths": (), **_ALL_OFF}),
+    "intra_only": ("quadmix", {"quadmix.paths": ("ss", "tt"), **_ALL_OFF}),
+    "intra+tss": ("quadmix", {"quadmix.paths": ("ss", "tt", "tss"), **_ALL_OFF}),
+    "intra+stt": ("quadmix", {"quadmix.paths": ("ss", "tt", "stt"), **_ALL_OFF}),
+    "quadmix_paths": ("quadmix", {"quadmix.paths": QUADMIX_PATHS, **_ALL_OFF}),
+    "+feature_mix": ("quadmix", {"feature_mix.enabled": True, "aggregation.enabled": False}),
+    "+aggregation": ("quadmix", {"feature_mix.enabled": True, "aggregation.enabled": True}),
+    "no_temporal_weighting": ("quadmix", {"aggregation.temporal_weighting": False}),
+}
+
+
+def ablation(name: str) -> tuple[str, Mapping[str, Any]]:
+    if name not in ABLATIONS:
+        raise unknown_name("ablation row", name, ABLATIONS)
+    return ABLATIONS[name]
+
+
+def closest(name: str, choices: list[str]) -> str | None:
+    m = difflib.get_close_matches(name, choices, n=1)
+    return m[0] if m else None

@@ -1,0 +1,23 @@
+"""User-facing errors.
+
+A `UdassError` is raised for every problem a user can fix (a missing dataset folder, an unreadable
+image, label ids outside the protocol, a flow of the wrong size, an unknown name, a missing
+checkpoint). Its message is one line: what was expected, what was found, and what to do.
+The command line prints it without a traceback and exits with status 2.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UdassError(Exception):
+    """An error caused by input the user controls; the message says how to fix it."""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> UdassError:
+    """Error for an unknown benchmark / backbone / method / ... name, with the valid choices."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UdassError(f"unknown {kind} {name!r}{hint}; expected one of: {', '.join(known)}")
