@@ -1,0 +1,145 @@
+"""DACS strong augmentation on tensors (METHOD.md section 3).
+
+Colour jitter (brightness, contrast, saturation, hue) with probability `jitter_p` and Gaussian
+blur with probability `blur_p`, ONE draw per sample applied identically to every frame of the
+clip (the colour operations use clip-level statistics, so each is the same pointwise function
+on all frames). Fully batched: per-sample factors broadcast, blur is a grouped separable conv.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_GRAY = (0.299, 0.587, 0.114)
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, device=generator.device)
+
+
+def grayscale(frames: Tensor) -> Tensor:
+    """ITU-R 601 luma of [..., 3, H, W] -> [..., 1, H, W]."""
+    r, g, b = frames.unbind(-3)
+    return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b).unsqueeze(-3)
+
+
+def rgb_to_hsv(rgb: Tensor) -> Tensor:
+    """[..., 3, H, W] RGB in [0, 1] -> HSV, hue in [0, 1) (torchvision's convention)."""
+    r, g, b = rgb.unbind(-3)
+    maxc, _ = rgb.max(dim=-3)
+    minc, _ = rgb.min(dim=-3)
+    delta = maxc - minc
+    flat = delta == 0
+    sat = delta / torch.where(flat, torch.ones_like(maxc), maxc)
+    d = torch.where(flat, torch.ones_like(delta), delta)
+    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
+    hue = torch.where(maxc == r, bc - gc,
+                      torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    hue = torch.where(flat, torch.zeros_like(hue), hue)
+    hue = torch.remainder(hue / 6.0, 1.0)
+    return torch.stack([hue, sat, maxc], dim=-3)
+
+
+def hsv_to_rgb(hsv: Tensor) -> Tensor:
+    """[..., 3, H, W] HSV (hue in [0, 1)) -> RGB in [0, 1]: c_n = V - V S clamp(min(k, 4-k), 0, 1),
+    k = (n + 6 H) mod 6, n = 5, 3, 1 for R, G, B."""
+    h, s, v = hsv.unbind(-3)
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=hsv.dtype, device=hsv.device).view(3, 1, 1)
+    k = torch.remainder(n + 6.0 * h.unsqueeze(-3), 6.0)
+    f = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    return v.unsqueeze(-3) * (1.0 - s.unsqueeze(-3) * f)
+
+
+def color_jitter(frames: Tensor, brightness: Tensor, contrast: Tensor, saturation: Tensor,
+                 hue: Tensor) -> Tensor:
+    """torchvision-style colour jitter with per-sample factors, in a fixed order.
+
+    frames: [B, K, 3, H, W] in [0, 1]; brightness, contrast, saturation: [B] factors >= 0
+    (1 = unchanged); hue: [B] shift in [-0.5, 0.5] of the hue circle (0 = unchanged).
+    Order: brightness, contrast (blend with the clip's mean gray level), saturation (blend with
+    the pixel's gray level), hue. Clamped to [0, 1] after each step.
+    """
+    view = (-1, 1, 1, 1, 1)
+    x = (frames * brightness.view(view)).clamp(0, 1)
+    mean = grayscale(x).mean(dim=(1, 2, 3, 4), keepdim=True)  # one statistic per clip
+    c = contrast.view(view)
+    x = (c * x + (1 - c) * mean).clamp(0, 1)
+    s = saturation.view(view)
+    x = (s * x + (1 - s) * grayscale(x)).clamp(0, 1)
+    hsv = rgb_to_hsv(x)
+    hsv = torch.cat([torch.remainder(hsv[:, :, :1] + hue.view(view), 1.0), hsv[:, :, 1:]], dim=2)
+    return hsv_to_rgb(hsv).clamp(0, 1)
+
+
+def dacs_kernel_size(n: int) -> int:
+    """DACS Gaussian kernel size for an image side of n pixels: the odd number at or below ceil(0.1 n)."""
+    k = math.ceil(0.1 * n)
+    return int(math.floor(k - 0.5 + k % 2))
+
+
+def gaussian_kernels(sigma: Tensor, size: int) -> Tensor:
+    """Normalised 1-D Gaussian kernels [B, size] for per-sample sigma [B]."""
+    x = torch.arange(size, dtype=sigma.dtype, device=sigma.device) - (size - 1) / 2
+    g = torch.exp(-(x.unsqueeze(0) ** 2) / (2 * sigma.unsqueeze(1) ** 2))
+    return g / g.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur(frames: Tensor, sigma: Tensor) -> Tensor:
+    """Separable Gaussian blur with a per-sample sigma [B], reflect border (kornia's default).
+
+    frames: [B, K, 3, H, W]. Kernel sizes follow DACS: dacs_kernel_size(H) x dacs_kernel_size(W).
+    One grouped conv per direction over all samples, frames and channels.
+    """
+    b, k, c, h, w = frames.shape
+    x = frames.reshape(1, b * k * c, h, w)
+    with torch.autocast(device_type=frames.device.type, enabled=False):  # exact, whatever the caller
+        x = _separable_blur(x.float(), sigma.float(), b, k * c, h, w)
+    return x.to(frames.dtype).view(b, k, c, h, w)
+
+
+def _separable_blur(x: Tensor, sigma: Tensor, b: int, per_sample: int, h: int, w: int) -> Tensor:
+    """x: [1, b * per_sample, h, w] float32; sigma: [b]. Vertical then horizontal grouped conv."""
+    n_maps = b * per_sample
+    for vertical, n in ((True, h), (False, w)):
+        size = dacs_kernel_size(n)
+        if size <= 1:
+            continue
+        ker = gaussian_kernels(sigma, size).repeat_interleave(per_sample, dim=0)
+        ker = ker.view(n_maps, 1, size, 1) if vertical else ker.view(n_maps, 1, 1, size)
+        pad = (0, 0, size // 2, size // 2) if vertical else (size // 2, size // 2, 0, 0)
+        x = F.conv2d(F.pad(x, pad, mode="reflect"), ker, groups=n_maps)
+    return x
+
+
+def strong_augment(frames: Tensor, generator: torch.Generator, jitter: float = 0.2,
+                   jitter_p: float = 0.8, blur_p: float = 0.5,
+                   blur_sigma: tuple[float, float] = (0.15, 1.15)) -> Tensor:
+    """DACS strong augmentation of a batch of clips.
+
+    frames: [B, K, 3, H, W] float in [0, 1]. Per sample (one draw shared by all K frames):
+    with probability jitter_p, colour jitter with brightness / contrast / saturation factors
+    ~ U[1 - jitter, 1 + jitter] and hue shift ~ U[-jitter, jitter]; then with probability blur_p,
+    Gaussian blur with sigma ~ U(blur_sigma). Draw order from `generator` (fixed): jitter on,
+    brightness, contrast, saturation, hue, blur on, sigma (B values each). Returns a new
+    tensor [B, K, 3, H, W] in [0, 1] of frames' dtype.
+    """
+    if frames.dim() != 5 or frames.shape[2] != 3:
+        raise ValueError(f"strong_augment: expected frames [B, K, 3, H, W], got {tuple(frames.shape)}")
+    b = frames.shape[0]
+    dev, dtype = frames.device, frames.dtype
+    jitter_on = _uniform(b, 0, 1, generator) < jitter_p
+    factors = [_uniform(b, max(0.0, 1 - jitter), 1 + jitter, generator) for _ in range(3)]
+    hue = _uniform(b, -min(jitter, 0.5), min(jitter, 0.5), generator)
+    blur_on = _uniform(b, 0, 1, generator) < blur_p
+    sigma = _uniform(b, blur_sigma[0], blur_sigma[1], generator)
+    x = frames.float()
+    view = (-1, 1, 1, 1, 1)
+    if bool(jitter_on.any()):
+        jittered = color_jitter(x, *(f.to(dev) for f in factors), hue.to(dev))
+        x = torch.where(jitter_on.to(dev).view(view), jittered, x)
+    if bool(blur_on.any()):
+        x = torch.where(blur_on.to(dev).view(view), gaussian_blur(x, sigma.to(dev)), x)
+    return x.to(dtype)

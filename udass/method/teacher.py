@@ -1,0 +1,185 @@
+"""Mean teacher and its flow-propagated pseudo-labels (METHOD.md section 3, section 7a).
+
+- `EMATeacher`: an exponential moving average of the student (parameters AND floating buffers),
+  always in eval mode, with `alpha_k = min(1 - 1/(k+1), ema)`.
+- `pseudo_label`: teacher softmax on the current pair, averaged with the teacher's prediction of
+  frame t-1 warped to t where the warp is valid; DACS confidence weights.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from udass.data.flow import warp, warp_valid_mask
+from udass.method.losses import upsample_logits
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper (`.module`), else itself."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def ema_alpha(step: int, ema: float) -> float:
+    """EMA momentum of step k: min(1 - 1/(k+1), ema). Step 0 gives 0 (the teacher copies the student)."""
+    return min(1.0 - 1.0 / (step + 1), ema)
+
+
+class EMATeacher:
+    """Mean teacher: a frozen, eval-mode copy of the student updated by EMA after every step.
+
+    Not an nn.Module on purpose: a parent's `.train()` can never switch it to training mode, and
+    optimisers / DDP never see its parameters. `.model` is the teacher network.
+    """
+
+    def __init__(self, student: nn.Module) -> None:
+        self.model: nn.Module = copy.deepcopy(unwrap_model(student))
+        self.model.eval()
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, step: int, ema: float) -> float:
+        """teacher <- alpha * teacher + (1 - alpha) * student, alpha = ema_alpha(step, ema).
+
+        Over parameters and floating-point buffers (BatchNorm running mean/var); integer buffers
+        (`num_batches_tracked`) are copied. `student` may be DDP-wrapped. Returns alpha.
+        """
+        alpha = ema_alpha(step, ema)
+        src = unwrap_model(student)
+        t_params, s_params = dict(self.model.named_parameters()), dict(src.named_parameters())
+        t_bufs, s_bufs = dict(self.model.named_buffers()), dict(src.named_buffers())
+        if t_params.keys() != s_params.keys() or t_bufs.keys() != s_bufs.keys():
+            missing = sorted((set(s_params) | set(s_bufs)) ^ (set(t_params) | set(t_bufs)))
+            raise ValueError(f"EMATeacher.update: student and teacher differ in tensors {missing[:8]}; "
+                             f"build the teacher from this student")
+        ema_t: list[Tensor] = list(t_params.values())
+        ema_s: list[Tensor] = [s_params[n].detach().to(t.dtype) for n, t in t_params.items()]
+        for name, tb in t_bufs.items():
+            sb = s_bufs[name].detach()
+            if tb.is_floating_point():
+                ema_t.append(tb)
+                ema_s.append(sb.to(tb.dtype))
+            else:
+                tb.copy_(sb)
+        if ema_t:  # one fused kernel per dtype/device group instead of a Python loop of kernels
+            torch._foreach_mul_(ema_t, alpha)
+            torch._foreach_add_(ema_t, ema_s, alpha=1.0 - alpha)
+        self.model.eval()
+        return alpha
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The teacher network's state dict (for checkpoints)."""
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load a state dict saved by `state_dict()` (strict), keeping eval mode and frozen weights."""
+        self.model.load_state_dict(state, strict=True)
+        self.model.eval()
+        self.model.requires_grad_(False)
+
+    def to(self, device: torch.device | str) -> "EMATeacher":
+        self.model.to(device)
+        return self
+
+
+@dataclass
+class PseudoLabels:
+    """Teacher pseudo-labels of a target clip's frames t (index 0) and t-1 (index 1).
+
+    labels:     [B, K2, H, W] int64 argmax of the (propagated) teacher probabilities; K2 = 1 for
+                images (one-frame clips), 2 otherwise.
+    confidence: [B, K2, H, W] float32 in [0, 1], the max probability of the same distribution.
+    weights:    [B, K2, H, W] float32 in [0, 1], DACS weight: per sample and frame, the share of
+                pixels whose confidence >= threshold, broadcast over the map.
+    valid:      [B, H, W] bool, where the flow-propagated term entered frame t's probabilities
+                (all False for images and with propagation off).
+    """
+
+    labels: Tensor
+    confidence: Tensor
+    weights: Tensor
+    valid: Tensor
+
+    def to(self, device: torch.device | str) -> "PseudoLabels":
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.labels.shape[1])
+
+
+def teacher_probs(model: nn.Module, frames: Tensor, flows: Tensor) -> Tensor:
+    """Softmax of the model's temporally fused logits, upsampled (bilinear) to the frame size.
+
+    frames: [B, K, 3, H, W] in [0, 1]; flows: [B, K-1, 2, H, W]. Returns [B, C, H, W] float32.
+    """
+    logits = model(frames, flows)["logits"]
+    return torch.softmax(upsample_logits(logits.float(), tuple(frames.shape[-2:])), dim=1)
+
+
+def dacs_weight(confidence: Tensor, threshold: float) -> Tensor:
+    """DACS pixel weight: per map, the share of pixels with confidence >= threshold, broadcast.
+
+    confidence: [..., H, W] float; returns the same shape, float32 in [0, 1].
+    """
+    share = (confidence >= threshold).float().mean(dim=(-2, -1), keepdim=True)
+    return share.expand_as(confidence).contiguous()
+
+
+def propagate_probs(probs_t: Tensor, probs_prev: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
+    """Flow-guided pseudo-label propagation (METHOD.md 7a).
+
+    probs_t, probs_prev: [B, C, H, W]; flow: [B, 2, H, W] backward flow t -> t-1 on frame t's grid.
+    Returns (P [B, C, H, W], valid [B, H, W] bool): P = (P_t + warp(P_{t-1}, F)) / 2 where the
+    warp is valid, P_t elsewhere.
+    """
+    valid = warp_valid_mask(flow)
+    avg = 0.5 * (probs_t + warp(probs_prev, flow))
+    return torch.where(valid.unsqueeze(1), avg, probs_t), valid
+
+
+@torch.no_grad()
+def pseudo_label(model: nn.Module, frames: Tensor, flows: Tensor, threshold: float = 0.968,
+                 propagate: bool = True) -> PseudoLabels:
+    """Teacher pseudo-labels, confidence and DACS weights of a target clip.
+
+    model:  the teacher network (eval mode); called as model(frames [B, k, 3, H, W], flows
+            [B, k-1, 2, H, W]) -> {"logits": [B, C, h, w], ...}.
+    frames: [B, K, 3, H, W] in [0, 1], newest first; flows: [B, K-1, 2, H, W].
+      K = 3 (video target training clip t, t-1, t-2): P_t from the pair (t, t-1) and P_{t-1}
+            from the pair (t-1, t-2), run as ONE batched call of 2B clips.
+      K = 2: P_t from the pair, P_{t-1} from the one-frame clip of frame t-1 (a second call).
+      K = 1 (images): one call; K2 = 1 and nothing is propagated.
+    Frame t's distribution is `propagate_probs(P_t, P_{t-1}, flows[:, 0])` (P_t if propagate is
+    False); frame t-1's is P_{t-1} itself. Returns PseudoLabels with K2 = min(K, 2).
+    """
+    b, k = frames.shape[:2]
+    if k not in (1, 2, 3) or tuple(flows.shape[:2]) != (b, k - 1):
+        raise ValueError(f"pseudo_label: expected frames [B, K<=3, 3, H, W] and flows [B, K-1, 2, H, W], "
+                         f"got {tuple(frames.shape)} and {tuple(flows.shape)}")
+    if k == 1:
+        probs_t = teacher_probs(model, frames, flows)
+        conf, labels = probs_t.max(dim=1)
+        conf, labels = conf.unsqueeze(1), labels.unsqueeze(1)
+        valid = torch.zeros(b, *frames.shape[-2:], dtype=torch.bool, device=frames.device)
+        return PseudoLabels(labels, conf, dacs_weight(conf, threshold), valid)
+    if k == 3:
+        both = teacher_probs(model, torch.cat([frames[:, 0:2], frames[:, 1:3]]),
+                             torch.cat([flows[:, 0:1], flows[:, 1:2]]))
+        probs_t, probs_prev = both[:b], both[b:]
+    else:
+        probs_t = teacher_probs(model, frames[:, 0:2], flows[:, 0:1])
+        probs_prev = teacher_probs(model, frames[:, 1:2], flows[:, :0])
+    if propagate:
+        probs, valid = propagate_probs(probs_t, probs_prev, flows[:, 0])
+    else:
+        probs = probs_t
+        valid = torch.zeros(b, *frames.shape[-2:], dtype=torch.bool, device=frames.device)
+    conf, labels = torch.stack([probs, probs_prev], dim=1).max(dim=2)
+    return PseudoLabels(labels, conf, dacs_weight(conf, threshold), valid)
