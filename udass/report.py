@@ -1,0 +1,591 @@
+"""Reports: the paper's tables, comparison tables (Markdown + CSV) and figures.
+
+Paper numbers come from `udass/reference/*.csv` (the result tables of the authors' READMEs, see
+/work/shared/reference/README.md) and are only ever shown in rows whose source is "paper"; our
+rows come from metrics.json records. Every file is written atomically (`udass.io`). Plotting uses
+`matplotlib.figure.Figure` directly (no pyplot, no backend switch), imported only when a plot is
+drawn.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from udass.data.protocols import BENCHMARKS, Benchmark, get_benchmark
+from udass.errors import UdassError, unknown_name
+from udass.io import write_bytes, write_text
+
+__all__ = ["PAPER_TABLES", "HEADER_CLASS_NAMES", "MEAN_HEADERS", "KNOWN_TRANSCRIPTION_ISSUES",
+           "load_paper_table", "paper_table_issues", "check_paper_table", "TableIssue",
+           "comparison_table", "write_table", "per_class_bars", "training_curves",
+           "confusion_figure", "paper_benchmarks"]
+
+# ----------------------------------------------------------------------------------- paper tables
+PAPER_TABLES: Mapping[str, str] = MappingProxyType({
+    "gtav2cityscapes": "gtav_to_cityscapes.csv",
+    "synthia2cityscapes": "synthia_to_cityscapes.csv",
+    "synthia-seq2cityscapes-seq": "synthia_seq_to_cityscapes_seq.csv",
+    "viper2cityscapes-seq": "viper_to_cityscapes_seq.csv",
+})
+
+# The READMEs' column abbreviations -> protocol class names (udass.data.protocols), in one place.
+HEADER_CLASS_NAMES: Mapping[str, str] = MappingProxyType({
+    "road": "road", "side.": "sidewalk", "buil.": "building", "wall": "wall", "fence": "fence",
+    "pole": "pole", "light": "light", "sign": "sign", "vege.": "vegetation", "terr.": "terrain",
+    "sky": "sky", "per.": "person", "rider": "rider", "car": "car", "truck": "truck", "bus": "bus",
+    "train": "train", "moto.": "motorcycle", "motor": "motorcycle", "bike": "bicycle",
+})
+# Mean columns -> metrics.json keys. On SYNTHIA "miou" is mIoU(16), the benchmark's main mean.
+MEAN_HEADERS: Mapping[str, str] = MappingProxyType({
+    "mIoU": "miou", "mIoU(16)": "miou_16", "mIoU(13)": "miou_13"})
+METHOD_HEADER = "Methods"
+NOT_REPORTED = "—"
+
+# Problems of the published tables (reference/README.md). The numbers are kept as published;
+# these notes travel with the rows into every table that shows them.
+KNOWN_TRANSCRIPTION_ISSUES: Mapping[tuple[str, str], str] = MappingProxyType({
+    ("synthia2cityscapes", "Source"):
+        "mIoU16 and mIoU13 appear swapped in the README: the per-class values give 29.5 over 16 "
+        "classes and 33.7 over 13 (published numbers kept)",
+    ("synthia2cityscapes", "Sepico(ViT)"):
+        "vegetation 56.8 is inconsistent with the reported means; 86.8 reproduces 64.3 / 71.4 "
+        "(published numbers kept)",
+    ("gtav2cityscapes", "Freedom(CNN)"):
+        "the per-class values give mIoU 60.34, not the reported 61.3 (published numbers kept)",
+    ("synthia2cityscapes", "Freedom(CNN)"):
+        "the per-class values give 56.24 / 62.51, not the reported 59.1 / 66.0 "
+        "(published numbers kept)",
+    ("synthia-seq2cityscapes-seq", "QuadMix(CNN)"):
+        "the per-class values give mIoU 61.56, reported 61.5 (published numbers kept)",
+})
+
+
+def _as_benchmark(benchmark: Benchmark | str) -> Benchmark:
+    return benchmark if isinstance(benchmark, Benchmark) else get_benchmark(benchmark)
+
+
+def _paper_file(benchmark: Benchmark) -> str:
+    if benchmark.name not in PAPER_TABLES:
+        raise UdassError(f"the paper has no table for benchmark {benchmark.name!r}; paper tables "
+                         f"exist for: {', '.join(PAPER_TABLES)}")
+    return PAPER_TABLES[benchmark.name]
+
+
+def _read_paper_csv(benchmark: Benchmark) -> tuple[list[str], list[list[str]]]:
+    """Header and data rows of a benchmark's packaged paper table."""
+    name = _paper_file(benchmark)
+    text = (resources.files("udass") / "reference" / name).read_text(encoding="utf-8")
+    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    return rows[0], rows[1:]
+
+
+def _parse_value(cell: str, where: str) -> float | None:
+    cell = cell.strip()
+    if cell == NOT_REPORTED:
+        return None
+    try:
+        return float(cell)
+    except ValueError:
+        raise UdassError(f"{where}: expected a number or {NOT_REPORTED!r}, found {cell!r}; the "
+                         f"packaged table is corrupt, reinstall udass") from None
+
+
+def load_paper_table(benchmark: Benchmark | str) -> list[dict[str, Any]]:
+    """The paper's result table of a benchmark, one dict per method, in the published order.
+
+    Row: {"method": str, "per_class_iou": {protocol class name: IoU % or None}, "miou": float or
+    None, "miou_16"/"miou_13" (SYNTHIA), "note": str (only rows with a known transcription
+    problem)}. "—" (not reported) becomes None. Classes follow the benchmark's evaluation order.
+    """
+    bm = _as_benchmark(benchmark)
+    header, data = _read_paper_csv(bm)
+    if header[0] != METHOD_HEADER:
+        raise UdassError(f"{_paper_file(bm)}: first column must be {METHOD_HEADER!r}, found "
+                         f"{header[0]!r}")
+    keys: list[str] = []
+    for h in header[1:]:
+        if h in HEADER_CLASS_NAMES:
+            keys.append(HEADER_CLASS_NAMES[h])
+        elif h in MEAN_HEADERS:
+            keys.append(MEAN_HEADERS[h])
+        else:
+            raise UdassError(f"{_paper_file(bm)}: unknown column {h!r}; add its class to "
+                             f"udass.report.HEADER_CLASS_NAMES")
+    names = bm.eval_class_names()
+    out = []
+    for cells in data:
+        method = cells[0].strip()
+        vals = {k: _parse_value(c, f"{_paper_file(bm)} row {method}")
+                for k, c in zip(keys, cells[1:])}
+        row: dict[str, Any] = {"method": method,
+                               "per_class_iou": {c: vals.get(c) for c in names}}
+        for sub, ids in bm.subsets.items():
+            if tuple(ids) == tuple(bm.eval_classes) and "miou" not in vals:
+                row["miou"] = vals.get(sub)
+        for k in MEAN_HEADERS.values():
+            if k in vals:
+                row[k] = vals[k]
+        row.setdefault("miou", None)
+        note = KNOWN_TRANSCRIPTION_ISSUES.get((bm.name, method))
+        if note:
+            row["note"] = note
+        out.append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class TableIssue:
+    """A reported mean that the row's per-class values do not reproduce."""
+
+    benchmark: str
+    method: str
+    column: str          # "miou", "miou_16", "miou_13"
+    reported: float
+    recomputed: float    # mean of the published per-class values over the column's classes
+
+    @property
+    def difference(self) -> float:
+        return self.reported - self.recomputed
+
+    @property
+    def beyond_rounding(self) -> bool:
+        """True when rounding (0.05 on the mean + at most 0.05 on the per-class values) cannot
+        explain the difference."""
+        return abs(self.difference) > 0.1 + 1e-9
+
+    def __str__(self) -> str:
+        kind = "beyond rounding" if self.beyond_rounding else "rounding-level"
+        return (f"{self.benchmark} / {self.method}: {self.column} reported {self.reported:.1f}, "
+                f"per-class mean {self.recomputed:.2f} ({self.difference:+.2f}, {kind})")
+
+
+def _mean_columns(bm: Benchmark) -> dict[str, tuple[int, ...]]:
+    """Mean columns of the benchmark's paper table -> the class ids they average."""
+    header, _ = _read_paper_csv(bm)
+    cols = {}
+    for h in header[1:]:
+        if h in MEAN_HEADERS:
+            key = MEAN_HEADERS[h]
+            cols[key] = tuple(bm.subsets[key]) if key in bm.subsets else tuple(bm.eval_classes)
+    return cols
+
+
+def paper_table_issues(benchmark: Benchmark | str, tol: float = 0.05) -> list[TableIssue]:
+    """Every (row, mean column) whose reported mean differs from the mean of the row's per-class
+    values by more than `tol` (0.05: the reported mean, rounded to 0.1, should hold the
+    recomputed one to within half a unit). Rows missing a needed class or the mean are skipped."""
+    bm = _as_benchmark(benchmark)
+    issues = []
+    for row in load_paper_table(bm):
+        for col, mean in _recomputed_means(bm, row).items():
+            reported = row.get(col)
+            if reported is not None and mean is not None and abs(reported - mean) > tol + 1e-9:
+                issues.append(TableIssue(bm.name, row["method"], col, reported, mean))
+    return issues
+
+
+def _recomputed_means(bm: Benchmark, row: Mapping[str, Any]) -> dict[str, float | None]:
+    """Mean column -> mean of the row's per-class values over its classes (None if one is missing)."""
+    out: dict[str, float | None] = {}
+    for col, ids in _mean_columns(bm).items():
+        vals = [row["per_class_iou"].get(bm.protocol.classes[i]) for i in ids]
+        out[col] = None if any(v is None for v in vals) else float(np.mean(vals))
+    return out
+
+
+def check_paper_table(benchmark: Benchmark | str, tol: float = 0.05) -> list[str]:
+    """Human-readable inconsistencies of a paper table (see `paper_table_issues`), one per line;
+    each says whether rounding can explain it and whether the row carries a known-issue note."""
+    bm = _as_benchmark(benchmark)
+    rows = {r["method"]: r for r in load_paper_table(bm)}
+    out = []
+    for issue in paper_table_issues(bm, tol):
+        msg = str(issue)
+        means = _recomputed_means(bm, rows[issue.method])
+        for other, mean in means.items():
+            if other != issue.column and mean is not None and abs(issue.reported - mean) <= tol:
+                msg += f"; equals the per-class mean of {other} ({mean:.2f}): columns swapped?"
+        if (bm.name, issue.method) in KNOWN_TRANSCRIPTION_ISSUES:
+            msg += "; known, noted in the row"
+        out.append(msg)
+    return out
+
+
+# ----------------------------------------------------------------------------------- tables
+_PRETTY = {"method": "method", "backbone": "backbone", "network": "network", "source": "source",
+           "seeds": "seeds", "miou": "mIoU", "miou_16": "mIoU16", "miou_13": "mIoU13",
+           "note": "note"}
+
+
+_TEXT_COLUMNS = ("method", "backbone", "network", "source", "seeds", "note")
+
+
+def _paper_backbone(method: str) -> str:
+    for tag, name in (("(CNN)", "cnn"), ("(ViT)", "vit")):
+        if method.endswith(tag):
+            return name
+    return ""
+
+
+def _network_part(metrics: Mapping[str, Any], network: str) -> Mapping[str, Any] | None:
+    if network == "student":
+        return metrics
+    part = metrics.get(network)
+    return part if isinstance(part, Mapping) else None
+
+
+def _aggregate(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof=1, None for one value) of the non-None values, 2 decimals."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None
+    mean = round(float(np.mean(vals)), 2)
+    std = round(float(np.std(vals, ddof=1)), 2) if len(vals) > 1 else None
+    return mean, std
+
+
+def _ours_rows(ours: Sequence[Mapping[str, Any]], bm: Benchmark, value_keys: list[str],
+               networks: Sequence[str]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for m in ours:
+        if m.get("benchmark") != bm.name:
+            raise UdassError(f"a metrics record of benchmark {m.get('benchmark')!r} was given for a "
+                             f"{bm.name} table; pass the runs of one benchmark")
+        for net in networks:
+            if _network_part(m, net) is not None:
+                key = (str(m.get("method", "?")), str(m.get("backbone", "")), net)
+                groups.setdefault(key, []).append(m)
+    rows = []
+    for (method, backbone, net), records in groups.items():
+        parts = [_network_part(m, net) for m in records]
+        row: dict[str, Any] = {"method": method, "backbone": backbone, "network": net}
+        dirs = [str(m["run_dir"]) for m in records if m.get("run_dir")]
+        row["source"] = "ours: " + ", ".join(dirs) if dirs else "ours"
+        seeds = [m.get("seed") for m in records]
+        row["seeds"] = (", ".join(str(s) for s in seeds) if all(s is not None for s in seeds)
+                        else ("" if len(records) == 1 else f"{len(records)} runs"))
+        std: dict[str, float] = {}
+        for k in value_keys:
+            vals = [(p.get("per_class_iou") or {}).get(k) if k in bm.eval_class_names() else p.get(k)
+                    for p in parts]
+            row[k], s = _aggregate(vals)
+            if s is not None:
+                std[k] = s
+        if std:
+            row["std"] = std
+        rows.append(row)
+    return rows
+
+
+def comparison_table(ours: Sequence[Mapping[str, Any]], benchmark: Benchmark | str,
+                     paper_rows: Sequence[str] | None = None,
+                     networks: Sequence[str] = ("student",)) -> dict[str, Any]:
+    """A table of our runs beside the paper's published rows (paper benchmarks only).
+
+    ours: metrics.json records of one benchmark (optionally with "run_dir" and "seed" keys added
+          by the caller); records sharing (method, backbone, network) become one row with the
+          mean and sample standard deviation (ddof=1) over them ("std": {column: std}).
+    paper_rows: paper methods to include, e.g. ["Source", "QuadMix(ViT)"]; None = all of them;
+          ignored for benchmarks without a paper table (the synthetic ones).
+    networks: which networks of each record to show ("student", "teacher").
+    Returns {"benchmark", "title", "columns": [keys], "labels": {key: header}, "rows": [{key:
+    value}], "notes": [str]}; columns are method, backbone, network, source ("paper" or
+    "ours: <run dirs>"), seeds, the eval classes, miou, the subsets other than the one equal to
+    the evaluation set (on SYNTHIA "miou" is mIoU16, labelled so), and note when a row has one.
+    IoU in percent; None where not reported / no ground truth.
+    """
+    bm = _as_benchmark(benchmark)
+    classes = list(bm.eval_class_names())
+    # A subset equal to the evaluation set (SYNTHIA's miou_16) is the "miou" column itself.
+    same = [k for k, ids in bm.subsets.items() if tuple(ids) == tuple(bm.eval_classes)]
+    subsets = [k for k in bm.subsets if k not in same]
+    value_keys = classes + ["miou", *subsets]
+    rows: list[dict[str, Any]] = []
+    notes = ["IoU in percent; '—': not reported, or no ground-truth pixel in the split."]
+    if bm.name in PAPER_TABLES:
+        paper = load_paper_table(bm)
+        if paper_rows is not None:
+            known = [r["method"] for r in paper]
+            for name in paper_rows:
+                if name not in known:
+                    raise unknown_name(f"paper row of {bm.name}", name, known)
+            paper = [r for r in paper if r["method"] in paper_rows]
+        for p in paper:
+            row = {"method": p["method"], "backbone": _paper_backbone(p["method"]),
+                   "network": "", "source": "paper", "seeds": "",
+                   **{c: p["per_class_iou"].get(c) for c in classes},
+                   **{k: p.get(k) for k in ["miou", *subsets]}}
+            if p.get("note"):
+                row["note"] = p["note"]
+            rows.append(row)
+        if paper:
+            notes.append(f"source 'paper': numbers as published in the authors' READMEs "
+                         f"(udass/reference/{PAPER_TABLES[bm.name]}), not measured here.")
+    rows.extend(_ours_rows(ours, bm, value_keys, networks))
+    if any(r.get("std") for r in rows):
+        notes.append("ours over several runs: mean ± sample standard deviation.")
+    columns = ["method", "backbone", "network", "source", "seeds", *value_keys]
+    if any(r.get("note") for r in rows):
+        columns.append("note")
+    labels = {c: _PRETTY.get(c, c) for c in columns}
+    if same:
+        labels["miou"] = _PRETTY.get(same[0], same[0])
+    return {"benchmark": bm.name, "title": f"{bm.name}: per-class IoU and mIoU (%)",
+            "columns": columns, "labels": labels, "rows": rows, "notes": notes}
+
+
+def _fmt(value: Any, std: float | None, paper: bool) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        s = f"{value:.1f}" if paper else f"{value:.2f}"
+        return f"{s} ± {std:.2f}" if std is not None else s
+    return str(value)
+
+
+def _markdown(table: Mapping[str, Any]) -> str:
+    cols = table["columns"]
+    lines = [f"# {table.get('title', table['benchmark'])}", "",
+             "| " + " | ".join(table["labels"].get(c, c) for c in cols) + " |",
+             "|" + "|".join("---" if c in _TEXT_COLUMNS else "---:"
+                            for c in cols) + "|"]
+    for r in table["rows"]:
+        paper = r.get("source") == "paper"
+        cells = [_fmt(r.get(c), (r.get("std") or {}).get(c), paper).replace("|", "\\|")
+                 for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.extend(f"- {n}" for n in table.get("notes", []))
+    return "\n".join(lines) + "\n"
+
+
+def _csv(table: Mapping[str, Any]) -> str:
+    cols = list(table["columns"])
+    std_cols = [c for c in cols if any(c in (r.get("std") or {}) for r in table["rows"])]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols + [f"{c}_std" for c in std_cols])
+    for r in table["rows"]:
+        std = r.get("std") or {}
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in cols]
+                   + ["" if std.get(c) is None else std[c] for c in std_cols])
+    return buf.getvalue()
+
+
+def write_table(table: Mapping[str, Any], out_dir: str | os.PathLike,
+                name: str = "table") -> tuple[Path, Path]:
+    """Write a `comparison_table` as `<out_dir>/<name>.md` and `<name>.csv` (atomically).
+
+    The CSV holds the raw column keys, empty cells for None, and `<column>_std` columns where
+    some row is a mean over runs. Returns (md_path, csv_path).
+    """
+    out = Path(out_dir)
+    md_path, csv_path = out / f"{name}.md", out / f"{name}.csv"
+    write_text(md_path, _markdown(table))
+    write_text(csv_path, _csv(table))
+    return md_path, csv_path
+
+
+# ----------------------------------------------------------------------------------- figures
+def _save_figure(fig: Any, out_png: str | os.PathLike, dpi: int = 120) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    write_bytes(out_png, buf.getvalue())
+    return Path(out_png)
+
+
+def _row_label(row: Mapping[str, Any]) -> str:
+    if row.get("label"):
+        return str(row["label"])
+    parts = [str(row.get("method", "?"))]
+    if row.get("backbone") and f"({row['backbone']}".lower() not in parts[0].lower():
+        parts.append(str(row["backbone"]))
+    if row.get("network") == "teacher":
+        parts.append("teacher")
+    if row.get("source") == "paper":
+        parts.append("[paper]")
+    return " ".join(parts)
+
+
+def _row_value(row: Mapping[str, Any], key: str) -> float:
+    if key in (row.get("per_class_iou") or {}):
+        v = row["per_class_iou"][key]
+    else:
+        v = row.get(key)
+    return float("nan") if v is None else float(v)
+
+
+def per_class_bars(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str],
+                   out_png: str | os.PathLike, title: str = "") -> Path:
+    """Grouped bars: one group per class (plus mIoU when the rows have it), one colour per row.
+
+    rows: `comparison_table` rows or metrics.json records (values under "per_class_iou" or as
+    top-level keys, IoU in percent; "std" adds error bars); a row's legend label is its "label"
+    key, else built from method / backbone / network / source. None values draw no bar.
+    Returns the PNG path.
+    """
+    from matplotlib.figure import Figure
+
+    if not rows:
+        raise ValueError("per_class_bars needs at least one row")
+    groups = list(class_names) + (["miou"] if any("miou" in r for r in rows) else [])
+    n, g = len(rows), len(groups)
+    width = 0.8 / n
+    fig = Figure(figsize=(min(18.0, max(8.0, 0.22 * g * max(3, n))), 4.5))
+    ax = fig.add_subplot()
+    colors = [_color(i, n) for i in range(n)]
+    x = np.arange(g)
+    for i, r in enumerate(rows):
+        vals = [_row_value(r, k) for k in groups]
+        std = r.get("std") or {}
+        err = [std.get(k, 0.0) for k in groups] if std else None
+        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, yerr=err, capsize=2 if err else 0,
+               color=colors[i], label=_row_label(r))
+    ax.set_xticks(x)
+    ax.set_xticklabels([_PRETTY.get(k, k) for k in groups], rotation=45, ha="right")
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(-0.6, g - 0.4)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=max(1, min(4, n)), loc="upper left", bbox_to_anchor=(0, -0.22))
+    if title:
+        ax.set_title(title)
+    return _save_figure(fig, out_png)
+
+
+def _color(i: int, n: int) -> tuple[float, ...]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return tuple(cmap(i % cmap.N))
+
+
+def _read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        raise UdassError(f"training log {path} not found; a run writes OUT/log.csv as it trains")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        fields = list(reader.fieldnames or [])
+    if "step" not in fields:
+        raise UdassError(f"training log {path} has no 'step' column (columns: {', '.join(fields)})")
+    return fields, rows
+
+
+def _series(rows: list[dict[str, str]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for r in rows:
+        try:
+            x, y = float(r["step"]), float(r.get(key) or "nan")
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(x) and math.isfinite(y):
+            xs.append(x)
+            ys.append(y)
+    return np.asarray(xs), np.asarray(ys)
+
+
+def training_curves(log_csvs: Mapping[str, str | os.PathLike], out_png: str | os.PathLike,
+                    keys: Sequence[str] | None = None, title: str = "") -> Path:
+    """Training curves from runs' log.csv files: one panel per key, one line per run.
+
+    log_csvs: {run label: path of a log.csv with a 'step' column}.
+    keys: the columns to plot (e.g. ("loss_total", "loss_source", "lr")); None = every column
+          whose name starts with "loss". Keys no log has are skipped; empty or non-numeric cells
+          are skipped. Returns the PNG path.
+    """
+    from matplotlib.figure import Figure
+
+    if not log_csvs:
+        raise ValueError("training_curves needs at least one log")
+    logs = {name: _read_log(Path(p)) for name, p in log_csvs.items()}
+    found: list[str] = []
+    for fields, _ in logs.values():
+        found += [f for f in fields if f not in found]
+    wanted = [k for k in found if k.startswith("loss")] if keys is None else list(keys)
+    present = [k for k in wanted if k in found]
+    if not present:
+        raise UdassError(f"none of the columns {wanted or ['loss*']} is in the logs "
+                         f"(columns found: {', '.join(found)})")
+    ncols = min(3, len(present))
+    nrows = math.ceil(len(present) / ncols)
+    fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, key in zip(axes.flat, present):
+        for i, (name, (_, rows)) in enumerate(logs.items()):
+            x, y = _series(rows, key)
+            if x.size:
+                ax.plot(x, y, color=_color(i, len(logs)), lw=1.0, label=name)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(present):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save_figure(fig, out_png)
+
+
+def confusion_figure(matrix: Any, class_names: Sequence[str], out_png: str | os.PathLike,
+                     normalize: bool = True, title: str = "") -> Path:
+    """Heat map of a [C, C] confusion matrix (rows ground truth, columns prediction).
+
+    matrix: a udass.evaluate.ConfusionMatrix, tensor or array; class_names: C names.
+    normalize: show each row as percent of its ground-truth pixels (rows without ground truth
+    grey); else raw counts. Cells >= 1 % are annotated when C <= 25. Returns the PNG path.
+    """
+    from matplotlib.figure import Figure
+
+    from udass.evaluate import _as_numpy_matrix
+
+    m = _as_numpy_matrix(matrix)
+    c = m.shape[0]
+    if len(class_names) != c:
+        raise ValueError(f"{len(class_names)} class names for a {c}-class confusion matrix")
+    if normalize:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shown = 100.0 * m / m.sum(axis=1, keepdims=True)
+    else:
+        shown = m
+    fig = Figure(figsize=(1.0 + 0.42 * c, 0.8 + 0.4 * c))
+    ax = fig.add_subplot()
+    from matplotlib import colormaps
+
+    cmap = colormaps["Blues"].with_extremes(bad="#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=0,
+                   vmax=100 if normalize else None)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
+                 label="% of ground-truth pixels" if normalize else "pixels")
+    ax.set_xticks(range(c))
+    ax.set_yticks(range(c))
+    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    if normalize and c <= 25:
+        for i in range(c):
+            for j in range(c):
+                v = shown[i, j]
+                if math.isfinite(v) and v >= 1.0:
+                    ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6,
+                            color="white" if v > 55 else "black")
+    if title:
+        ax.set_title(title)
+    return _save_figure(fig, out_png)
+
+
+def paper_benchmarks() -> list[str]:
+    """Benchmark ids that have a paper table."""
+    return [b for b in BENCHMARKS if b in PAPER_TABLES]
