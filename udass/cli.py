@@ -51,6 +51,8 @@ def _add_flow(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flow-root", type=Path, default=None, help="default: <data root>/udass_flow")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--preset", default="medium", help="DIS preset: ultrafast | fast | medium")
+    p.add_argument("--max-width", type=int, default=None,
+                   help="store flows at most this wide, e.g. 1024 (default: the frame's resolution)")
     p.set_defaults(func=_run_flow)
 
 
@@ -58,7 +60,7 @@ def _run_flow(a: argparse.Namespace) -> int:
     from udass.data.flowcache import compute_flows
 
     compute_flows(a.benchmark, a.data_root, flow_root=a.flow_root, workers=a.workers,
-                  preset=a.preset)
+                  preset=a.preset, max_width=a.max_width)
     return 0
 
 
