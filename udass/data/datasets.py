@@ -336,6 +336,14 @@ def build_dataset(benchmark: str, split: str, data_root: str | Path | None, doma
     cfg = data_cfg or build_config(benchmark, profile=profile).data
     if cfg.flow_source not in FLOW_SOURCES:
         raise unknown_name("flow source", cfg.flow_source, FLOW_SOURCES)
+    explicit_flow_root = flow_root if flow_root is not None else cfg.flow_root
+    if cfg.flow_source == "exact" and not bench.synthetic:
+        raise UdassError(f"flow_source=exact exists only for the synthetic benchmarks; use "
+                         f"--set data.flow_source=dis (after `udass flow`) or authors for {benchmark}")
+    if cfg.flow_source == "dis" and bench.synthetic and explicit_flow_root is None:
+        raise UdassError(f"{benchmark} keeps its exact flows in <data root>/{DEFAULT_FLOW_DIR}; to train "
+                         f"on DIS flows compute them elsewhere (`udass flow --benchmark {benchmark} "
+                         f"--data-root DIR --flow-root OTHER`) and pass --flow-root OTHER")
     root = resolve_data_root(benchmark, data_root, cfg)
     layout = make_layout(benchmark, bench.source if domain == "source" else bench.target, root)
     spec = clip_spec(bench, split, domain, with_labels, cfg)
