@@ -385,11 +385,80 @@ def temporal_consistency(model: nn.Module, dataset: Dataset, device: torch.devic
 
 
 # ----------------------------------------------------------------------------------- CLI wrapper
-# >>> Owned by the trainer developer: replace this stub with the real `evaluate_from_args`
-# (`udass evaluate`: checkpoint -> metrics.json). It builds the model and the val dataset, calls
-# `evaluate_model` (student, and teacher when the checkpoint has one) and `metrics_record`, and
-# writes metrics.json with `udass.io.write_json`. <<<
-def evaluate_from_args(args: Any) -> None:
-    """`udass evaluate` (placeholder until the trainer's checkpoint loading lands)."""
-    raise UdassError("`udass evaluate` is not available yet in this version; evaluate from "
-                     "Python with udass.evaluate.evaluate_model and metrics_record")
+# `udass evaluate`: a checkpoint written by `udass train` -> metrics.json.
+def load_network(checkpoint: str | Any, network: str = "student", device: torch.device | str = "cpu"
+                 ) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """Rebuild the segmentation network stored in a udass checkpoint.
+
+    network: "student" or "teacher" (the EMA teacher). Returns (model in eval mode on device,
+    its Config, the raw checkpoint dict).
+    """
+    from udass.checkpoint import load_checkpoint
+    from udass.config import config_from_dict
+    from udass.models import build_model
+
+    if network not in ("student", "teacher"):
+        raise UdassError(f"unknown network {network!r}; expected student or teacher")
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    cfg = config_from_dict(state["config"])
+    bench = get_benchmark(cfg.data.benchmark)
+    net = build_model(cfg.model.backbone, bench.num_classes, cfg.model.variant,
+                      frozen_bn=cfg.model.frozen_bn, head=cfg.model.head,
+                      temporal_fusion=cfg.model.temporal_fusion, drop_path=cfg.model.drop_path)
+    if network == "student":
+        weights = {k[4:]: v for k, v in state["student"].items() if k.startswith("net.")}
+    else:
+        if not state.get("teacher"):
+            raise UdassError(f"checkpoint {checkpoint} has no teacher; use --network student")
+        weights = state["teacher"]
+    net.load_state_dict(weights, strict=True)
+    return net.to(device).eval(), cfg, state
+
+
+def evaluate_from_args(args: Any) -> dict[str, Any]:
+    """`udass evaluate --checkpoint CKPT [--benchmark B] [--data-root DIR] [--network N] [--out DIR]`.
+
+    Evaluates the chosen network (and, for the record, the other one when present) on the
+    benchmark's target val split and writes metrics.json to --out (default: print only).
+    """
+    from udass.data.datasets import build_dataset
+    from udass.io import write_json
+    from udass.runtime import resolve_device
+
+    device = resolve_device(getattr(args, "device", "auto"))
+    net, cfg, state = load_network(args.checkpoint, args.network, device)
+    bench_name = args.benchmark or cfg.data.benchmark
+    bench = get_benchmark(bench_name)
+    if bench.num_classes != get_benchmark(cfg.data.benchmark).num_classes:
+        raise UdassError(f"checkpoint {args.checkpoint} predicts "
+                         f"{get_benchmark(cfg.data.benchmark).num_classes} classes; benchmark "
+                         f"{bench_name} needs {bench.num_classes}")
+    data_root = args.data_root or cfg.data.data_root
+    if data_root is None and bench.synthetic:
+        from udass.data.synthetic import ensure_synthetic_root
+
+        data_root = ensure_synthetic_root(bench.name, size=cfg.data.synth_size, seed=cfg.data.synth_seed)
+    val = build_dataset(bench.name, "val", data_root, domain="target", profile=cfg.train.profile,
+                        data_cfg=cfg.data if bench.name == cfg.data.benchmark else None,
+                        flow_root=getattr(args, "flow_root", None) or cfg.data.flow_root)
+    other = "teacher" if args.network == "student" else "student"
+    mats = {args.network: evaluate_model(net, val, bench, device, progress=True)}
+    if other == "student" or state.get("teacher"):
+        other_net, _, _ = load_network(args.checkpoint, other, device)
+        mats[other] = evaluate_model(other_net, val, bench, device)
+    rec = metrics_record(bench, mats["student"].matrix,
+                         mats["teacher"].matrix if "teacher" in mats else None,
+                         step=int(state["step"]),
+                         extra={"backbone": cfg.model.backbone, "variant": cfg.model.variant,
+                                "method": cfg.train.method, "profile": cfg.train.profile,
+                                "seed": cfg.train.seed, "checkpoint": str(args.checkpoint)})
+    rec["network"] = "student"
+    if bench.is_video:
+        rec["temporal_consistency"] = round(temporal_consistency(net, val, device), 2)
+    if args.out is not None:
+        write_json(args.out / "metrics.json", rec)
+    teacher = rec.get("teacher") or {}
+    print(f"{bench.name}: mIoU student {rec['miou']:.2f}"
+          + (f", teacher {teacher['miou']:.2f}" if teacher else "")
+          + (f" -> {args.out / 'metrics.json'}" if args.out is not None else ""))
+    return rec

@@ -1,0 +1,126 @@
+"""Process-level set-up shared by training, evaluation and notebooks: devices, torch.distributed,
+seeding and determinism, and the provenance recorded in run.json (commit, versions, device)."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from udass.errors import UdassError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """`auto`: CUDA when available, else CPU. `cuda` without a GPU is a clear error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UdassError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu "
+                             "or install a CUDA build of torch (see README)")
+        return torch.device("cuda", local_rank if name == "cuda" else int(name.split(":")[1]))
+    if name != "cpu":
+        raise UdassError(f"unknown device {name!r}; expected auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]:
+    """Initialise torch.distributed when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs,
+    gloo on CPU. Returns the process's rank information and device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank, world, local), device
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def set_determinism(device: torch.device, threads: int | None = None) -> None:
+    """Deterministic kernels on CPU (bit-exact resume); cudnn benchmark off for CUDA reproducibility
+    only when asked through UDASS_DETERMINISTIC=1 (it costs speed on GPUs)."""
+    if threads:
+        torch.set_num_threads(threads)
+    if device.type == "cpu" or os.environ.get("UDASS_DETERMINISTIC") == "1":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def step_seed(seed: int, step: int, stream: int = 0) -> int:
+    """The seed of one training step's random stream: a pure function of (seed, step, stream), so
+    a resumed run draws exactly what the uninterrupted run drew."""
+    return (seed * 1_000_003 + step * 7_919 + stream * 104_729) % (2**63 - 1)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+
+    versions = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import cv2
+
+        versions["opencv"] = cv2.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    from udass import __version__
+
+    versions["udass"] = __version__
+    return versions

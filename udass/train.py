@@ -1,0 +1,831 @@
+"""Training: one step function for every method, checkpoint / exact resume, DDP, logging.
+
+The step (DESIGN.md "Data flow"):
+
+    source clip S, target clip T --> geometric augmentation (crop, flip: flow follows)
+      --> teacher: flow-propagated pseudo-labels and weights of T
+      --> templates of the previous step --> QuadMix paths (or ClassMix for `dacs`)
+      --> strong augmentation --> student passes, losses, backward
+      --> optimiser step --> EMA teacher --> templates for the next step --> log
+
+Methods: `source_only` (source labels), `oracle` (target labels: an upper bound), `dacs`
+(same-step ClassMix + mean teacher), `quadmix` (METHOD.md). Each ablation is a config switch.
+
+Every random draw of step k comes from generators seeded by (seed, k), and batches come from a
+step-indexed sampler, so a run stopped after step k and resumed gives bit-identical parameters
+to an uninterrupted run on CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from udass import checkpoint as ckpt
+from udass.config import Config, build_config, config_diff, config_from_dict, parse_set_args
+from udass.data.clip import ClipBatch, collate_clips, pair_view
+from udass.data.flow import resize_flow, warp, warp_valid_mask
+from udass.data.protocols import IGNORE, Benchmark, get_benchmark
+from udass.data.transforms import random_crop, random_hflip
+from udass.errors import UdassError
+from udass.io import write_json
+from udass.runtime import (DistInfo, barrier, device_description, git_commit, init_distributed,
+                           library_versions, set_determinism, step_seed)
+
+# Config keys that control a run but not what it computes: they may differ on resume.
+RUN_CONTROL_KEYS = ("train.checkpoint_every", "train.log_every", "train.eval_every",
+                    "data.num_workers", "data.data_root", "data.flow_root", "train.eval_max_clips")
+LOG_COLUMNS = ("step", "lr", "loss_total", "loss_src", "loss_aux", "loss_trg", "loss_mix",
+               "loss_feat", "loss_agg", "pseudo_weight", "seconds")
+
+
+class TrainingDiverged(UdassError):
+    """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+# ----------------------------------------------------------------------------------- sampling
+class StepBatchSampler(Sampler[list[int]]):
+    """Batches indexed by training step: the batch of step k is a pure function of (seed, k).
+
+    Global position j = k * B * world + r * B + i walks through a fresh permutation per epoch
+    (epoch = j // n, permutation seeded by (seed, epoch)); rank r takes its own slice.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, end: int,
+                 rank: int = 0, world: int = 1) -> None:
+        if n < 1:
+            raise UdassError("a training split is empty; run `udass check-data` on the data root")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.end, self.rank, self.world = start, end, rank, world
+        self._perms: dict[int, Tensor] = {}
+
+    def _perm(self, epoch: int) -> Tensor:
+        if epoch not in self._perms:
+            if len(self._perms) > 2:
+                self._perms.pop(min(self._perms))
+            g = torch.Generator().manual_seed(step_seed(self.seed, epoch, stream=17))
+            self._perms[epoch] = torch.randperm(self.n, generator=g)
+        return self._perms[epoch]
+
+    def indices_for_step(self, step: int) -> list[int]:
+        base = step * self.batch_size * self.world + self.rank * self.batch_size
+        return [int(self._perm(j // self.n)[j % self.n]) for j in range(base, base + self.batch_size)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.end):
+            yield self.indices_for_step(step)
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+
+def _loader(dataset: Dataset, sampler: StepBatchSampler, workers: int, pin: bool) -> DataLoader:
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_clips, num_workers=workers,
+                      pin_memory=pin, persistent_workers=False,
+                      prefetch_factor=2 if workers > 0 else None)
+
+
+# ----------------------------------------------------------------------------------- the student
+class Learner(nn.Module):
+    """What the optimiser trains: the segmentation network and, for QuadMix with feature-level
+    mixing, the 1x1 fusion g. One forward call is one student pass over a batch of clips."""
+
+    def __init__(self, net: nn.Module, fusion: nn.Module | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.fusion = fusion
+
+    def forward(self, frames: Tensor, flows: Tensor, fuse_shared: Tensor | None = None
+                ) -> dict[str, Any]:
+        """frames [N, K, 3, H, W], flows [N, K-1, 2, H, W].
+
+        fuse_shared: [n, H, W] bool shared class-mask region; when given, the batch is
+        [X_tss (n); X_stt (n)] and the output carries `fused_logits` = (h(Phi_c'), h(Phi_d')).
+        """
+        out = dict(self.net(frames, flows))
+        if fuse_shared is not None:
+            n = fuse_shared.shape[0]
+            feats = out["features"]
+            phi_c, phi_d = self.fusion(feats[:n], feats[n:2 * n], fuse_shared)
+            out["fused_logits"] = (self.net.classify(phi_c), self.net.classify(phi_d))
+        return out
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+# ----------------------------------------------------------------------------------- optimisation
+def lr_factor(step: int, total: int, warmup: int, power: float, warmup_ratio: float = 1e-6) -> float:
+    """Linear warm-up from `warmup_ratio` over `warmup` steps, then poly decay to 0 at `total`
+    (the schedule ends where training ends)."""
+    if warmup > 0 and step < warmup:
+        return warmup_ratio + (1 - warmup_ratio) * step / warmup
+    return max(0.0, 1.0 - step / max(total, 1)) ** power
+
+
+def build_optimizer(learner: Learner, cfg: Config) -> torch.optim.Optimizer:
+    """SGD (CNN) or AdamW (ViT); heads (decoder, classifier, aux, temporal fusion, feature fusion)
+    at lr x head_lr_mult; for AdamW, normalisation parameters without weight decay (DAFormer)."""
+    o = cfg.optim
+    groups_by_role = learner.net.param_groups()
+    head_ids = {id(p) for p in groups_by_role["head"]}
+    if learner.fusion is not None:
+        head_ids |= {id(p) for p in learner.fusion.parameters()}
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in learner.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = o.name == "adamw" and "norm" in name.rsplit(".", 2)[-2]
+        buckets.setdefault((id(p) in head_ids, no_decay), []).append(p)
+    groups = [{"params": ps, "lr": o.lr * (o.head_lr_mult if head else 1.0),
+               "weight_decay": 0.0 if nd else o.weight_decay, "role": "head" if head else "backbone"}
+              for (head, nd), ps in sorted(buckets.items())]
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(groups, lr=o.lr, betas=(0.9, 0.999), weight_decay=o.weight_decay)
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _cat_clips(parts: Sequence[Any]) -> tuple[Tensor, Tensor]:
+    return (torch.cat([p.frames for p in parts]), torch.cat([p.flows for p in parts]))
+
+
+def compute_long_tail(dataset: Dataset, num_classes: int, fraction: float = 0.4,
+                      max_items: int = 2000) -> tuple[int, ...]:
+    """The rarest classes of a labelled source split by pixel share (for benchmarks without a
+    published long-tail list): the rarest `fraction` of the classes present."""
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    n = len(dataset)
+    stride = max(1, n // max_items)
+    for i in range(0, n, stride):
+        labels = dataset[i].labels
+        if labels is None:
+            continue
+        lab = labels[0].flatten()
+        lab = lab[lab != IGNORE]
+        counts += torch.bincount(lab, minlength=num_classes)[:num_classes].double()
+    present = [c for c in range(num_classes) if counts[c] > 0]
+    present.sort(key=lambda c: float(counts[c]))
+    k = max(1, round(fraction * len(present)))
+    return tuple(sorted(present[:k]))
+
+
+@dataclasses.dataclass
+class StepResult:
+    losses: dict[str, float]
+    seconds: float
+
+
+# ----------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Owns the datasets, the student (Learner), the EMA teacher, the optimiser, the templates
+    and the run folder. `run()` trains to the end (or to `until`) and evaluates."""
+
+    def __init__(self, cfg: Config, out: str | Path, device: str = "auto", progress: bool = True,
+                 data_root: str | Path | None = None) -> None:
+        from udass.method.teacher import EMATeacher
+        from udass.models import build_model
+
+        self.cfg = cfg
+        self.out = Path(out)
+        self.progress = progress
+        self.dist, self.device = init_distributed(device)
+        set_determinism(self.device)
+        self.benchmark: Benchmark = get_benchmark(cfg.data.benchmark)
+        self.data_root = self._resolve_data_root(data_root)
+        self.method = cfg.train.method
+        self._check_recipe()
+
+        torch.manual_seed(step_seed(cfg.train.seed, 0, stream=99))  # model initialisation
+        net = build_model(cfg.model.backbone, self.benchmark.num_classes, cfg.model.variant,
+                          frozen_bn=cfg.model.frozen_bn, head=cfg.model.head,
+                          temporal_fusion=cfg.model.temporal_fusion, drop_path=cfg.model.drop_path)
+        self.init_note = "random initialisation"
+        if cfg.model.pretrained:
+            from udass.models import load_pretrained
+
+            load_pretrained(net, cfg.model.pretrained)
+            self.init_note = f"ImageNet weights {Path(cfg.model.pretrained).name}"
+        if cfg.train.init_checkpoint:
+            state = ckpt.load_checkpoint(cfg.train.init_checkpoint)
+            net.load_state_dict(_net_state(state["student"]), strict=True)
+            self.init_note = f"udass checkpoint {cfg.train.init_checkpoint}"
+        fusion = None
+        if self.method == "quadmix" and cfg.feature_mix.enabled and {"tss", "stt"} <= set(cfg.quadmix.paths):
+            from udass.method.feature_mix import FeatureFusion
+
+            fusion = FeatureFusion(net.feature_dim)
+        self.learner = Learner(net, fusion).to(self.device)
+        if self.device.type == "cuda":
+            self.learner = self.learner.to(memory_format=torch.channels_last)
+        self.teacher = EMATeacher(self.learner.net)
+        self.student: nn.Module = self.learner
+        if self.dist.enabled:
+            self.student = nn.parallel.DistributedDataParallel(
+                self.learner, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.method == "quadmix")
+        self.optimizer = build_optimizer(self.learner, cfg)
+        o = cfg.optim
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, cfg.train.steps, o.warmup_steps, o.poly_power))
+        self.templates: tuple[Any, Any] | None = None
+        self.step = 0
+        self.amp_dtype = None
+        self.scaler = None
+        if cfg.train.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            if self.amp_dtype == torch.float16:
+                self.scaler = torch.amp.GradScaler("cuda")
+        # When a dict, train_step stores what it mixed (CPU copies) for inspection
+        # (notebooks/00_quadmix_explorer); None in normal training.
+        self.capture: dict[str, Any] | None = None
+        self._datasets: dict[str, Dataset] = {}
+        self._long_tail: tuple[int, ...] | None = None
+        self.wall_start = time.time()
+
+    # ------------------------------------------------------------------ set-up
+    def _resolve_data_root(self, data_root: str | Path | None) -> Path:
+        root = data_root or self.cfg.data.data_root
+        if root is None:
+            if not self.benchmark.synthetic:
+                raise UdassError(f"benchmark {self.benchmark.name} needs --data-root DIR (the folder "
+                                 f"holding cityscapes/, gta/, ...); see docs/datasets.md")
+            from udass.data.synthetic import ensure_synthetic_root
+
+            if self.dist.enabled and not self.dist.is_main:
+                barrier()
+            root = ensure_synthetic_root(self.benchmark.name, size=self.cfg.data.synth_size,
+                                         seed=self.cfg.data.synth_seed)
+            if self.dist.enabled and self.dist.is_main:
+                barrier()
+        root = Path(root)
+        if not root.is_dir():
+            raise UdassError(f"data root {root} does not exist; pass the folder holding the dataset "
+                             f"folders (see docs/datasets.md) or run `udass synth`")
+        return root
+
+    def _check_recipe(self) -> None:
+        c = self.cfg
+        if self.method in ("dacs", "quadmix") and c.data.batch_source != c.data.batch_target:
+            raise UdassError(f"{self.method} pastes source and target samples pairwise: "
+                             f"data.batch_source ({c.data.batch_source}) must equal "
+                             f"data.batch_target ({c.data.batch_target})")
+
+    def dataset(self, role: str) -> Dataset:
+        """role: source (train, labelled), target (train, unlabelled; labelled for the oracle),
+        val (target val, native-resolution labels)."""
+        if role not in self._datasets:
+            from udass.data.datasets import build_dataset
+
+            c = self.cfg
+            kw = dict(data_root=self.data_root, profile=c.train.profile, data_cfg=c.data,
+                      flow_root=c.data.flow_root)
+            if role == "source":
+                ds = build_dataset(c.data.benchmark, "train", domain="source", **kw)
+            elif role == "target":
+                ds = build_dataset(c.data.benchmark, "train", domain="target",
+                                   with_labels=self.method == "oracle", **kw)
+            else:
+                ds = build_dataset(c.data.benchmark, "val", domain="target", **kw)
+            self._datasets[role] = ds
+        return self._datasets[role]
+
+    @property
+    def long_tail(self) -> tuple[int, ...]:
+        if not self.cfg.quadmix.long_tail:
+            return ()
+        if self._long_tail is None:
+            self._long_tail = self.benchmark.long_tail or compute_long_tail(
+                self.dataset("source"), self.benchmark.num_classes)
+        return self._long_tail
+
+    # ------------------------------------------------------------------ the step
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _geometric(self, batch: ClipBatch, g: torch.Generator) -> ClipBatch:
+        batch = random_crop(batch, self.cfg.data.crop_size, g)
+        return random_hflip(batch, self.cfg.augment.flip, g)
+
+    def _strong(self, frames: Tensor, g: torch.Generator) -> Tensor:
+        from udass.method.augment import strong_augment
+
+        a = self.cfg.augment
+        return strong_augment(frames, g, jitter=a.jitter, jitter_p=a.jitter_p, blur_p=a.blur_p,
+                              blur_sigma=a.blur_sigma)
+
+    def _backward(self, loss: Tensor, last: bool) -> None:
+        ctx = self.student.no_sync() if (self.dist.enabled and not last) else nullcontext()
+        with ctx:
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+
+    def train_step(self, source: ClipBatch | None, target: ClipBatch) -> dict[str, float]:
+        """One optimisation step of the configured method on a source and a target batch."""
+        from udass.method.losses import weighted_cross_entropy as wce
+
+        cfg, k = self.cfg, self.step
+        g = torch.Generator().manual_seed(step_seed(cfg.train.seed, k, stream=1))
+        torch.manual_seed(step_seed(cfg.train.seed, k, stream=0))  # dropout / drop-path
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(step_seed(cfg.train.seed, k, stream=2))
+        target = self._geometric(target, g).to(self.device, non_blocking=True)
+        if source is not None:
+            source = self._geometric(source, g).to(self.device, non_blocking=True)
+        self.student.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        terms: dict[str, Tensor] = {}
+
+        if self.method == "source_only":
+            self._supervised(source.frames, source.flows, source.labels[:, 0], terms, "loss_src", last=True)
+        elif self.method == "oracle":
+            self._supervised(target.frames[:, :self._mix_len(target)],
+                             target.flows[:, :self._mix_len(target) - 1], target.labels[:, 0], terms,
+                             "loss_src", last=True)
+        else:
+            self._adaptation_step(source, target, g, terms, wce)
+
+        values = self._check_finite(terms)
+        values["lr"] = self.scheduler.get_last_lr()[0] / (
+            self.cfg.optim.head_lr_mult if self.optimizer.param_groups[0].get("role") == "head" else 1.0)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.teacher.update(self.learner.net, k, self.cfg.teacher.ema)
+        self.step += 1
+        return values
+
+    def _mix_len(self, batch: ClipBatch) -> int:
+        """Mixed and student clips have K = 2 for video (t, t-1) and K = 1 for images."""
+        return min(batch.num_frames, 2)
+
+    def _supervised(self, frames: Tensor, flows: Tensor, labels: Tensor, terms: dict, name: str,
+                    last: bool) -> dict[str, Any]:
+        from udass.method.losses import weighted_cross_entropy as wce
+
+        with self._autocast():
+            out = self.student(frames, flows)
+            loss = wce(out["logits"].float(), labels)
+            terms[name] = loss
+            if out.get("aux") is not None:
+                terms["loss_aux"] = self.cfg.train.aux_weight * wce(out["aux"].float(), labels)
+                loss = loss + terms["loss_aux"]
+        self._backward(loss, last)
+        return out
+
+    def _adaptation_step(self, source: ClipBatch, target: ClipBatch, g: torch.Generator,
+                         terms: dict[str, Tensor], wce) -> None:
+        from udass.method.feature_mix import shared_region
+        from udass.method.quadmix import MixedClip, classmix, loss_samples, quadmix
+        from udass.method.teacher import pseudo_label
+        from udass.method.templates import choose_classes, source_template, target_template
+
+        cfg, B, C = self.cfg, len(source), self.benchmark.num_classes
+        km = min(self._mix_len(source), self._mix_len(target))
+        with self._autocast():
+            pseudo = pseudo_label(self.teacher.model, target.frames, target.flows,
+                                  threshold=cfg.teacher.pseudo_threshold,
+                                  propagate=cfg.teacher.flow_propagation)
+        S = MixedClip.from_source(source.frames[:, :km], source.flows[:, :km - 1], source.labels[:, :km])
+        T = MixedClip.from_target(target.frames[:, :km], target.flows[:, :km - 1], pseudo)
+        terms["pseudo_weight"] = pseudo.weights[:, 0].mean().detach()
+
+        use_quadmix = self.method == "quadmix" and self.step >= cfg.quadmix.start_step
+        mixed: dict[str, Any] = {}
+        if use_quadmix and self.templates is not None:
+            s_tpl, t_tpl = self.templates
+            mixed = quadmix(S, T, s_tpl, t_tpl, cfg.quadmix.paths)
+            keys = loss_samples(cfg.quadmix.paths)
+        elif not use_quadmix or cfg.quadmix.first_step == "classmix":
+            s_cls = choose_classes(S.labels[:, 0], C, g)
+            mixed = {"mix": classmix(S, T, s_cls)}
+            keys = ["mix"]
+        else:
+            keys = []
+
+        # group 1: the source clip (and, for QuadMix, the strongly augmented target clip)
+        group1 = [S] if not use_quadmix else [S, dataclasses.replace(T, frames=self._strong(T.frames, g))]
+        frames, flows = _cat_clips(group1)
+        with self._autocast():
+            out = self.student(frames, flows)
+            logits = out["logits"].float()
+            terms["loss_src"] = wce(logits[:B], S.labels[:, 0])
+            loss = terms["loss_src"]
+            if out.get("aux") is not None:
+                terms["loss_aux"] = cfg.train.aux_weight * wce(out["aux"][:B].float(), S.labels[:, 0])
+                loss = loss + terms["loss_aux"]
+            if use_quadmix:
+                terms["loss_trg"] = cfg.train.lambda_t * wce(logits[B:], T.labels[:, 0], T.weights[:, 0])
+                loss = loss + terms["loss_trg"]
+                if cfg.aggregation.enabled:
+                    terms["loss_agg"] = cfg.aggregation.weight * self._aggregation(out, S, T, pseudo, B)
+                    loss = loss + terms["loss_agg"]
+        self._backward(loss, last=not keys)
+
+        # group 2: the mixed samples the loss falls on (QuadMix: the outermost paths)
+        fuse = None
+        if keys:
+            samples = [mixed[k_] for k_ in keys]
+            strong = [dataclasses.replace(m, frames=self._strong(m.frames, g)) for m in samples]
+            frames, flows = _cat_clips(strong)
+            if self.capture is not None:
+                self.capture["strong"] = {k_: m.frames.detach().cpu() for k_, m in zip(keys, strong)}
+            if self.learner.fusion is not None and keys[:2] == ["tss", "stt"]:
+                s_tpl, t_tpl = self.templates
+                paths = cfg.quadmix.paths
+                fuse = shared_region(s_tpl.mask[:, 0], t_tpl.mask[:, 0], ss="ss" in paths,
+                                     tt="tt" in paths)
+            with self._autocast():
+                out = self.student(frames, flows, fuse_shared=fuse)
+                logits = out["logits"].float()
+                mix_losses = [wce(logits[i * B:(i + 1) * B], m.labels[:, 0], m.weights[:, 0])
+                              for i, m in enumerate(samples)]
+                terms["loss_mix"] = torch.stack(mix_losses).mean()
+                loss = terms["loss_mix"]
+                if fuse is not None:
+                    lc, ld = out["fused_logits"]
+                    terms["loss_feat"] = cfg.feature_mix.weight * 0.5 * (
+                        wce(lc.float(), samples[0].labels[:, 0], samples[0].weights[:, 0])
+                        + wce(ld.float(), samples[1].labels[:, 0], samples[1].weights[:, 0]))
+                    loss = loss + terms["loss_feat"]
+            self._backward(loss, last=True)
+
+        if self.capture is not None:
+            self._capture(S, T, pseudo, mixed, keys, fuse if keys else None)
+        if self.method == "quadmix":  # templates for the next step: S, T of this step
+            c_s = choose_classes(S.labels[:, 0], C, g, long_tail=self.long_tail)
+            c_t = choose_classes(T.labels[:, 0], C, g, exclude=c_s)
+            self.templates = (source_template(S.frames, S.flows, S.labels, c_s).detach(),
+                              target_template(T.frames, T.flows, pseudo, c_t,
+                                              cfg.quadmix.template_confidence).detach())
+
+    def _capture(self, S: Any, T: Any, pseudo: Any, mixed: dict[str, Any], keys: list[str],
+                 fuse: Tensor | None) -> None:
+        """Store this step's inputs, templates and mixed samples (detached, on the CPU)."""
+        cpu = lambda x: None if x is None else x.detach().cpu()  # noqa: E731
+        clip = lambda m: {f.name: cpu(getattr(m, f.name)) for f in dataclasses.fields(m)}  # noqa: E731
+        self.capture.update(
+            step=self.step, source=clip(S), target=clip(T), pseudo=clip(pseudo),
+            templates=None if self.templates is None else tuple(clip(t) for t in self.templates),
+            mixed={k_: clip(m) for k_, m in mixed.items()}, loss_samples=list(keys),
+            feature_mix_region=cpu(fuse))
+
+    def _aggregation(self, out: dict[str, Any], S: Any, T: Any, pseudo: Any, B: int) -> Tensor:
+        from udass.method.aggregation import aggregation_loss
+
+        feats = out["features"].float()
+        prev_feats = out["features_prev"].float()
+        _, _, flow, static = pair_view(T.frames, T.flows)
+        logits_t = out["logits_t"][B:].float()
+        logits_prev = out["logits_prev"][B:].float()
+        size = feats.shape[-2:]
+        if static:
+            prev_feats_w, logits_prev_w, valid_prev = prev_feats[B:], logits_prev, None
+        else:
+            flow_f = resize_flow(flow, size)
+            prev_feats_w = warp(prev_feats[B:], flow_f)
+            logits_prev_w = warp(logits_prev, resize_flow(flow, logits_prev.shape[-2:]))
+            valid_prev = warp_valid_mask(flow)  # [B, H, W] at input resolution
+        probs = F.softmax(F.interpolate(logits_t, size=size, mode="bilinear", align_corners=False), 1)
+        probs_prev = F.softmax(F.interpolate(logits_prev_w, size=size, mode="bilinear",
+                                             align_corners=False), 1)
+        return aggregation_loss(feats[:B], S.labels[:, 0], feats[B:], prev_feats_w.detach(), probs,
+                                probs_prev, pseudo.labels[:, 0], pseudo.confidence[:, 0],
+                                self.cfg.aggregation, self.benchmark.num_classes,
+                                tgt_valid_prev=valid_prev)
+
+    def _check_finite(self, terms: dict[str, Tensor]) -> dict[str, float]:
+        names = list(terms)
+        values = torch.stack([terms[n].detach().float() for n in names]).tolist() if names else []
+        out = dict(zip(names, values))
+        for n, v in out.items():
+            if not math.isfinite(v):
+                last = ckpt.last_checkpoint(self.out)
+                raise TrainingDiverged(
+                    f"step {self.step + 1}: loss term {n} is {v}; training stopped, the last good "
+                    f"checkpoint is {last or 'none (no checkpoint yet)'}; lower optim.lr or check the inputs")
+        out["loss_total"] = sum(v for n, v in out.items() if n.startswith("loss_"))
+        return out
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        templates = None
+        if self.templates is not None:
+            local = [_template_state(t) for t in self.templates]
+            templates = _gather_objects(local) if self.dist.enabled else [local]
+        return {
+            "config": self.cfg.to_dict(), "step": self.step, "world_size": self.dist.world_size,
+            "student": self.learner.state_dict(), "teacher": self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "templates": templates, "rng": {"torch": torch.get_rng_state()},
+            "long_tail": self._long_tail, "udass_version": library_versions()["udass"],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self._long_tail = tuple(state["long_tail"]) if state.get("long_tail") is not None else None
+        tpl = state.get("templates")
+        if tpl is not None and len(tpl) == self.dist.world_size:
+            from udass.method.templates import Template
+
+            self.templates = tuple(Template(**{k: v.to(self.device) for k, v in t.items()})
+                                   for t in tpl[self.dist.rank])
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def save(self) -> Path | None:
+        state = self.state_dict()  # collective under DDP: every rank takes part
+        path = None
+        if self.dist.is_main:
+            path = ckpt.checkpoint_path(self.out, self.step)
+            ckpt.save_checkpoint(path, state)
+            ckpt.prune_checkpoints(self.out, keep=2)
+        barrier()
+        return path
+
+    # ------------------------------------------------------------------ loop
+    def run(self, until: int | None = None) -> dict[str, Any] | None:
+        """Train from the current step to `until` (default: the schedule's end), checkpointing
+        every train.checkpoint_every steps and at the stop; evaluate at the end of the schedule.
+        Returns the metrics dict when the schedule finished, else None."""
+        cfg = self.cfg
+        end = cfg.train.steps if until is None else min(until, cfg.train.steps)
+        if self.step < end:
+            self._train_until(end)
+        if self.step >= cfg.train.steps:
+            return self.finish()
+        return None
+
+    def _train_until(self, end: int) -> None:
+        from tqdm import tqdm
+
+        cfg, d = self.cfg, self.dist
+        pin = self.device.type == "cuda"
+        tgt_ds = self.dataset("target")
+        tgt = _loader(tgt_ds, StepBatchSampler(len(tgt_ds), cfg.data.batch_target, cfg.train.seed,
+                                               self.step, end, d.rank, d.world_size),
+                      cfg.data.num_workers, pin)
+        if self.method == "oracle":
+            src_iter: Iterator[Any] = iter(lambda: None, 1)
+        else:
+            src_ds = self.dataset("source")
+            src_iter = iter(_loader(src_ds, StepBatchSampler(len(src_ds), cfg.data.batch_source,
+                                                             cfg.train.seed + 1, self.step, end,
+                                                             d.rank, d.world_size),
+                                    cfg.data.num_workers, pin))
+            if self.method == "quadmix":
+                _ = self.long_tail  # computed once, before the clock starts
+        log = _LogWriter(self.out / "log.csv", self.step) if d.is_main else None
+        bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not (self.progress and d.is_main),
+                   desc=f"{cfg.train.method} {cfg.model.backbone}", dynamic_ncols=True, file=sys.stderr)
+        every = max(1, cfg.train.checkpoint_every)
+        try:
+            for target in tgt:
+                t0 = time.perf_counter()
+                values = self.train_step(next(src_iter), target)
+                values["seconds"] = time.perf_counter() - t0
+                if log is not None and (self.step % cfg.train.log_every == 0 or self.step == end):
+                    log.write(self.step, values)
+                bar.set_postfix(loss=f"{values['loss_total']:.3f}", refresh=False)
+                bar.update(1)
+                if cfg.train.eval_every and self.step % cfg.train.eval_every == 0 and self.step < cfg.train.steps:
+                    self._periodic_eval()
+                if self.step % every == 0 or self.step == end:
+                    self.save()
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+
+    def _periodic_eval(self) -> None:
+        rec = self.evaluate(networks=("teacher",))
+        if self.dist.is_main:
+            path = self.out / "eval_log.jsonl"
+            with open(path, "a") as f:
+                f.write(json.dumps({"step": self.step, "teacher_miou": rec["teacher"]["miou"]}) + "\n")
+
+    def evaluate(self, networks: Sequence[str] = ("student", "teacher"),
+                 consistency: bool = True) -> dict[str, Any]:
+        """Evaluate on the target val split; returns the metrics.json record."""
+        from udass.evaluate import evaluate_model, metrics_record, temporal_consistency
+
+        val = self.dataset("val")
+        indices = list(range(len(val)))
+        if self.cfg.train.eval_max_clips:
+            indices = indices[: self.cfg.train.eval_max_clips]
+        shard = torch.utils.data.Subset(val, indices[self.dist.rank::self.dist.world_size])
+        nets = {"student": self.learner.net, "teacher": self.teacher.model}
+        mats = {n: evaluate_model(nets[n], shard, self.benchmark, self.device,
+                                  batch_size=1, num_workers=0) for n in networks}
+        student = mats.get("student", mats.get("teacher"))
+        extra = self._record_extra()
+        if consistency and self.benchmark.is_video and "student" in networks:
+            extra["temporal_consistency"] = round(temporal_consistency(
+                self.learner.net, shard, self.device), 2)
+        rec = metrics_record(self.benchmark, student.matrix, mats["teacher"].matrix
+                             if "teacher" in mats else None, step=self.step, extra=extra)
+        if "student" not in networks:
+            rec["network"] = "teacher"
+        return rec
+
+    def _record_extra(self) -> dict[str, Any]:
+        c = self.cfg
+        return {"backbone": c.model.backbone, "variant": c.model.variant, "method": c.train.method,
+                "profile": c.train.profile, "seed": c.train.seed, "steps": c.train.steps,
+                "init": self.init_note, "flow_source": c.data.flow_source}
+
+    def finish(self) -> dict[str, Any]:
+        rec = self.evaluate()
+        if self.dist.is_main:
+            write_json(self.out / "metrics.json", rec)
+            self.write_run_json(rec)
+        barrier()
+        return rec
+
+    def write_run_json(self, rec: dict[str, Any] | None = None) -> None:
+        info = {
+            "config": self.cfg.to_dict(), "data_root": str(self.data_root),
+            "command": " ".join(sys.argv), "commit": git_commit(), "versions": library_versions(),
+            "device": device_description(self.device), "world_size": self.dist.world_size,
+            "init": self.init_note, "long_tail": list(self._long_tail) if self._long_tail else None,
+            "wall_seconds_this_call": round(time.time() - self.wall_start, 1),
+            "train_seconds": round(_sum_log_seconds(self.out / "log.csv"), 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "step": self.step, "miou": rec.get("miou") if rec else None,
+        }
+        write_json(self.out / "run.json", info)
+
+
+# ----------------------------------------------------------------------------------- logging
+class _LogWriter:
+    """Appends rows of LOG_COLUMNS to log.csv; on resume, rows past the resumed step (written
+    after the last checkpoint of an interrupted run) are dropped first."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        rows: list[list[str]] = []
+        if path.exists():
+            with open(path, newline="") as f:
+                reader = csv.reader(f)
+                header = next(reader, None)
+                if header == list(LOG_COLUMNS):
+                    rows = [r for r in reader if r and int(r[0]) <= resume_step]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(path, "w", newline="")
+        self.w = csv.writer(self.f)
+        self.w.writerow(LOG_COLUMNS)
+        self.w.writerows(rows)
+        self.f.flush()
+        self.tb = None
+        try:  # TensorBoard when installed (optional)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+        except Exception:  # noqa: BLE001 - tensorboard is optional
+            self.tb = None
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        row = [step] + [_fmt(values.get(c)) for c in LOG_COLUMNS[1:]]
+        self.w.writerow(row)
+        self.f.flush()
+        if self.tb is not None:
+            for c in LOG_COLUMNS[1:]:
+                if values.get(c) is not None:
+                    self.tb.add_scalar(c, values[c], step)
+
+    def close(self) -> None:
+        self.f.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:.6g}"
+
+
+def _sum_log_seconds(path: Path) -> float:
+    if not path.exists():
+        return 0.0
+    total = 0.0
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("seconds"):
+                total += float(row["seconds"])
+    return total
+
+
+# ----------------------------------------------------------------------------------- state utils
+def _template_state(t: Any) -> dict[str, Tensor]:
+    return {f.name: getattr(t, f.name).detach().cpu() for f in dataclasses.fields(t)}
+
+
+def _gather_objects(obj: Any) -> list[Any]:
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _net_state(learner_state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The segmentation network's entries of a Learner state dict (`net.` prefix removed)."""
+    return {k[4:]: v for k, v in learner_state.items() if k.startswith("net.")}
+
+
+# ----------------------------------------------------------------------------------- entry points
+def prepare_run(cfg: Config, out: Path) -> Path | None:
+    """Check OUT against cfg: returns the checkpoint to resume from (None: a fresh run).
+    A different config on an existing OUT is an error naming the differing fields."""
+    last = ckpt.last_checkpoint(out)
+    if last is None:
+        return None
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    diff = [k for k in config_diff(state["config"], cfg) if k not in RUN_CONTROL_KEYS]
+    if diff:
+        old = config_from_dict(state["config"]).to_dict()
+        new = cfg.to_dict()
+        shown = ", ".join(f"{k} ({_get(old, k)!r} there, {_get(new, k)!r} now)" for k in diff[:6])
+        raise UdassError(f"{out} holds a run with another config: {shown}; use a new --out or the "
+                         f"same flags to resume it")
+    return last
+
+
+def _get(d: dict[str, Any], key: str) -> Any:
+    sec, name = key.split(".", 1)
+    return d.get(sec, {}).get(name)
+
+
+def train(cfg: Config, out: str | Path, until: int | None = None, device: str = "auto",
+          progress: bool = True) -> dict[str, Any] | None:
+    """Train `cfg` into OUT, resuming from OUT's last checkpoint when there is one; a finished
+    OUT is only re-evaluated. Returns the metrics record when the schedule is complete."""
+    out = Path(out)
+    resume = prepare_run(cfg, out)
+    trainer = Trainer(cfg, out, device=device, progress=progress)
+    if resume is not None:
+        state = ckpt.load_checkpoint(resume, map_location=trainer.device)
+        trainer.load_state_dict(state)
+    out.mkdir(parents=True, exist_ok=True)
+    if trainer.dist.is_main and resume is None:
+        write_json(out / "config.json", cfg.to_dict())
+    rec = trainer.run(until=until)
+    if rec is None and trainer.dist.is_main:
+        trainer.write_run_json()
+    return rec
+
+
+def config_from_args(a: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = dict(parse_set_args(a.overrides))
+    if a.steps is not None:
+        overrides["train.steps"] = a.steps
+    if a.checkpoint_every is not None:
+        overrides["train.checkpoint_every"] = a.checkpoint_every
+    if a.pretrained is not None:
+        overrides["model.pretrained"] = None if a.pretrained.lower() == "none" else a.pretrained
+    cfg = build_config(a.benchmark, a.backbone, a.method, a.profile, overrides, seed=a.seed,
+                       data_root=str(a.data_root) if a.data_root else None,
+                       flow_root=str(a.flow_root) if a.flow_root else None)
+    if cfg.train.profile == "paper" and cfg.model.pretrained is None and a.pretrained is None:
+        raise UdassError("the paper profile starts from ImageNet weights: pass --pretrained PATH "
+                         "(mit_b5.pth for vit, the ResNet-101 ImageNet file for cnn; see "
+                         "docs/models.md) or --pretrained none to train from scratch on purpose")
+    if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
+        raise UdassError(f"pretrained file {cfg.model.pretrained} does not exist; download the "
+                         f"ImageNet weights once (docs/models.md) and pass their path")
+    return cfg
+
+
+def train_from_args(a: argparse.Namespace) -> None:
+    cfg = config_from_args(a)
+    rec = train(cfg, a.out, until=a.until, device=a.device)
+    if rec is not None and int(os.environ.get("RANK", "0")) == 0:
+        teacher = rec.get("teacher") or {}
+        print(f"{cfg.train.method} {cfg.model.backbone} on {cfg.data.benchmark}: mIoU student "
+              f"{rec['miou']:.2f}, teacher {teacher.get('miou', float('nan')):.2f} "
+              f"({Path(a.out) / 'metrics.json'})")
