@@ -1435,8 +1435,9 @@ def _run_all(root: Path, jobs: list[_Job], workers: int) -> dict[str, int]:
     if workers <= 1 or mp.current_process().daemon:   # daemons (loader workers) cannot fork pools
         results = [_run_job(a) for a in args]
     else:
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(workers, initializer=_worker_init) as pool:
+        # spawn, not fork: a forked child inherits the parent's OpenCV / OpenMP thread pools in
+        # whatever state they were (e.g. after DIS ran in this process) and can deadlock.
+        with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
             results = pool.map(_run_job, args, chunksize=1)
     counts: dict[str, int] = {}
     for r in results:
