@@ -1,0 +1,272 @@
+"""udass.experiments without papermill: parameter checking, the run cache (reuse, resume),
+table provenance, the reproduce plan and the results index."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from udass import experiments as ux
+from udass.config import ABLATIONS, build_config
+from udass.errors import UdassError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The tiny test-profile runs need one thread; on a shared machine, spinning OpenMP threads
+    of several processes slow each other down several-fold."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------------- parameters
+def test_parse_params_converts_types(tmp_path):
+    p = ux.parse_params("synthetic-image", "cnn", "dacs, quadmix,dacs", "test", "12", str(tmp_path),
+                        "0,1, 2", "none", "cpu", str(tmp_path / "r"), str(tmp_path / "runs"))
+    assert p.methods == ("dacs", "quadmix") and p.seeds == (0, 1, 2) and p.steps == 12
+    assert p.data_root == str(tmp_path) and p.pretrained is None and p.device == "cpu"
+    assert p.results_dir == tmp_path / "r" and p.runs_root == tmp_path / "runs"
+    q = ux.parse_params(methods=["quadmix"], seeds=3, steps=None, data_root="None")
+    assert q.seeds == (3,) and q.steps is None and q.data_root is None and q.profile == "demo"
+    assert ux.parse_params(methods="all", method_names=list(ABLATIONS)).methods == tuple(ABLATIONS)
+
+
+@pytest.mark.parametrize("kwargs,name,given", [
+    ({"steps": "ten"}, "steps", "'ten' (str)"),
+    ({"steps": 0}, "steps", "0 (int)"),
+    ({"steps": True}, "steps", "True (bool)"),
+    ({"seeds": "0,a"}, "seeds", "'0,a' (str)"),
+    ({"seeds": 1.5}, "seeds", "1.5 (float)"),
+    ({"methods": "quadmix,mixup"}, "methods", "'quadmix,mixup' (str)"),
+    ({"methods": 3}, "methods", "3 (int)"),
+    ({"backbone": "resnet"}, "backbone", "'resnet' (str)"),
+    ({"benchmark": "cityscapes"}, "benchmark", "'cityscapes' (str)"),
+    ({"profile": "fast"}, "profile", "'fast' (str)"),
+    ({"device": "tpu"}, "device", "'tpu' (str)"),
+    ({"data_root": "/no/such/folder"}, "data_root", "'/no/such/folder'"),
+    ({"pretrained": "/no/such/file.pth"}, "pretrained", "'/no/such/file.pth'"),
+])
+def test_parse_params_rejects_with_one_line(kwargs, name, given):
+    with pytest.raises(UdassError) as e:
+        ux.parse_params(**kwargs)
+    msg = str(e.value)
+    assert "\n" not in msg and f"parameter `{name}`" in msg and "expected" in msg and given in msg
+
+
+def test_real_benchmarks_need_a_data_root_and_paper_needs_weights(tmp_path):
+    with pytest.raises(UdassError, match="parameter `data_root`.*real datasets"):
+        ux.parse_params(benchmark="viper2cityscapes-seq")
+    with pytest.raises(UdassError, match="parameter `pretrained`.*ImageNet"):
+        ux.parse_params(profile="paper")
+    assert ux.parse_params(profile="paper", pretrained="none").pretrained is None
+    assert ux.check_int("iterations", "3") == 3
+
+
+# ----------------------------------------------------------------------------------- run cache
+def test_run_dir_layout_and_hash():
+    a = build_config("synthetic-video", "vit", "dacs", "test", seed=1)
+    d = ux.run_dir(a, "runs")
+    assert d.parts[:4] == ("runs", "synthetic-video", "vit", "dacs")
+    assert d.name.startswith("test-s1-") and len(d.name.rsplit("-", 1)[1]) == 8
+    # run-control keys (data root, checkpoint interval, ...) do not change the run
+    b = build_config("synthetic-video", "vit", "dacs", "test", {"train.checkpoint_every": 1,
+                                                              "data.data_root": "/elsewhere"}, seed=1)
+    assert ux.run_dir(b, "runs") == d
+    # what a run computes does
+    for other in (build_config("synthetic-video", "vit", "dacs", "test", seed=2),
+                  build_config("synthetic-video", "vit", "dacs", "test", {"teacher.ema": 0.99}, seed=1),
+                  build_config("synthetic-video", "vit", "dacs", "test", steps=5, seed=1)):
+        assert ux.run_dir(other, "runs") != d
+    # an ablation row equal to a plain method is the same run
+    method, over = ABLATIONS["+aggregation"]
+    assert ux.config_hash(build_config("synthetic-video", "vit", method, "test", over)) == \
+        ux.config_hash(build_config("synthetic-video", "vit", "quadmix", "test"))
+
+
+def test_ensure_run_trains_once_then_reuses(tmp_path):
+    cfg = build_config("synthetic-video", "vit", "source_only", "test", steps=2)
+    first = ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)
+    log = ux.run_dir(cfg, tmp_path) / "log.csv"
+    stamp = log.stat().st_mtime_ns
+    second = ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)
+    assert not first["reused"] and second["reused"]
+    assert second["miou"] == first["miou"] and log.stat().st_mtime_ns == stamp
+
+
+def test_ensure_run_resumes_an_unfinished_run(tmp_path):
+    from udass.train import train
+
+    cfg = build_config("synthetic-video", "vit", "dacs", "test", steps=2)
+    out = ux.run_dir(cfg, tmp_path)
+    assert train(cfg, out, until=1, progress=False) is None
+    assert ux.finished_record(cfg, out) is None
+    rec = ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)
+    assert rec["step"] == 2 and not rec["reused"]
+    assert [r.split(",")[0] for r in (out / "log.csv").read_text().splitlines()[1:]] == ["1", "2"]
+
+
+def test_finished_run_of_another_config_is_an_error(tmp_path):
+    cfg = build_config("synthetic-video", "vit", "source_only", "test", steps=2)
+    rec = ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)
+    other = build_config("synthetic-video", "vit", "source_only", "test", {"teacher.ema": 0.5}, steps=2)
+    with pytest.raises(UdassError, match="teacher.ema"):
+        ux.finished_record(other, rec["run_dir"])
+
+
+def test_a_run_trained_by_the_cli_into_its_run_dir_is_reused(tmp_path, capsys):
+    from udass.cli import main as udass_main
+
+    flags = ["--method", "source_only", "--profile", "test", "--steps", "2", "--seed", "1"]
+    assert ux.main(["run-dir", *flags, "--runs-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert udass_main(["train", *flags, "--device", "cpu", "--out", out]) == 0
+    cfg = build_config("synthetic-video", "vit", "source_only", "test", steps=2, seed=1)
+    assert Path(out) == ux.run_dir(cfg, tmp_path)
+    assert ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)["reused"]
+
+
+def test_relative_results_and_runs_folders_are_taken_from_the_repository_root(tmp_path):
+    from udass.runtime import REPO_ROOT
+
+    p = ux.parse_params(results_dir="results", runs_root="runs")
+    assert p.results_dir == REPO_ROOT / "results" and p.runs_root == REPO_ROOT / "runs"
+    assert ux.anchor(tmp_path) == tmp_path
+
+
+# ----------------------------------------------------------------------------------- tables
+def test_table_keeps_earlier_rows_with_their_provenance(tmp_path):
+    kw = dict(benchmark="synthetic-video", backbone="vit", profile="test", steps=2, seeds="0",
+              device="cpu", results_dir=tmp_path / "results", runs_root=tmp_path / "runs",
+              progress=False)
+    ux.run_table("02_train_video", methods="source_only,dacs", **kw)
+    res = ux.run_table("02_train_video", methods="dacs", **kw)
+    rows = {r["method"]: r for r in res["table"]["rows"]}
+    assert set(rows) == {"dacs", "source_only"}
+    assert rows["dacs"]["source"] == "ours: runs/dacs-s0"
+    assert "earlier run" in rows["source_only"]["source"]
+    combined = json.loads(res["files"]["metrics"].read_text())
+    assert combined["methods"]["source_only"]["provenance"].startswith("earlier run")
+    assert combined["methods"]["dacs"]["provenance"] == "this call"
+    assert "earlier run" in res["markdown"]
+    # rows of another profile are not mixed into this table
+    combined["methods"]["source_only"]["profile"] = "demo"
+    res["files"]["metrics"].write_text(json.dumps(combined))
+    res = ux.run_table("02_train_video", methods="dacs", **kw)
+    assert [r["method"] for r in res["table"]["rows"]] == ["dacs"]
+
+
+def test_results_index_links_tables_and_figures(tmp_path):
+    results = tmp_path / "results"
+    ux.run_table("01_train_image", benchmark="synthetic-image", backbone="vit", methods="source_only",
+                 profile="test", steps=2, device="cpu", results_dir=results,
+                 runs_root=tmp_path / "runs", progress=False)
+    (results / "benchmarks").mkdir()
+    (results / "benchmarks" / "models.json").write_text("{}")
+    (results / "reproduce.json").write_text(json.dumps({
+        "profile": "demo", "wall_seconds": 3725.0, "device": "CPU x", "commit": "abc",
+        "finished": "now", "notebooks": [{"notebook": "01_train_image", "benchmark": "synthetic-image",
+                                          "backbone": "vit", "status": "ok", "seconds": 62.0}]}))
+    text = ux.write_results_index(results).read_text()
+    assert "(01_train_image/synthetic-image/vit/table.md)" in text
+    assert "![per_class_iou](01_train_image/synthetic-image/vit/per_class_iou.png)" in text
+    assert "mIoU (student): source_only" in text and "test profile" in text
+    assert "wall time 1 h 02 min" in text and "benchmarks/models.json" in text
+
+
+# ----------------------------------------------------------------------------------- reproduce
+def test_reproduce_plan_order_and_selection(tmp_path, monkeypatch):
+    jobs = ux.reproduce_plan("demo")
+    assert [(j.notebook, j.parameters["benchmark"], j.parameters["backbone"]) for j in jobs] == [
+        ("00_quadmix_explorer", "synthetic-video", "vit"),
+        ("01_train_image", "synthetic-image", "cnn"), ("01_train_image", "synthetic-image", "vit"),
+        ("02_train_video", "synthetic-video", "cnn"), ("02_train_video", "synthetic-video", "vit"),
+        ("03_ablation", "synthetic-video", "vit"), ("04_qualitative", "synthetic-video", "vit"),
+        ("05_tsne", "synthetic-video", "vit")]
+    assert {j.parameters["profile"] for j in jobs} == {"demo"}
+    assert [j.notebook for j in ux.reproduce_plan("demo", only="02,05_tsne")] == [
+        "02_train_video", "02_train_video", "05_tsne"]
+    with pytest.raises(UdassError, match="--only"):
+        ux.reproduce_plan("demo", only="07")
+    # a real data root: only the benchmarks whose dataset folders are there
+    for d in ("cityscapes", "viper"):
+        (tmp_path / d).mkdir()
+    monkeypatch.setenv("UDASS_PRETRAINED_VIT", "none")
+    monkeypatch.setenv("UDASS_PRETRAINED_CNN", "none")
+    jobs = ux.reproduce_plan("paper", tmp_path)
+    assert {j.parameters["benchmark"] for j in jobs} == {"viper2cityscapes-seq"}
+    assert all(j.parameters["data_root"] == str(tmp_path) for j in jobs)
+    monkeypatch.delenv("UDASS_PRETRAINED_CNN")
+    with pytest.raises(UdassError, match="UDASS_PRETRAINED_CNN"):
+        ux.reproduce_plan("paper", tmp_path)
+
+
+def test_reproduce_runs_the_plan_records_wall_time_and_reports_failures(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(name, parameters, output, log_output=True):
+        calls.append((name, dict(parameters), Path(output)))
+        if name == "05_tsne":
+            raise UdassError("notebook 05_tsne failed: ValueError: boom (executed copy: x)")
+        return Path(output)
+
+    monkeypatch.setattr(ux, "run_notebook", fake)
+    with pytest.raises(UdassError, match="1 notebook\\(s\\) failed.*boom"):
+        ux.reproduce("test", results_dir=tmp_path)
+    assert [c[0] for c in calls][:2] == ["00_quadmix_explorer", "01_train_image"]
+    assert all(c[1]["results_dir"] == str(tmp_path) and c[2].parent == tmp_path / "executed"
+               for c in calls)
+    rec = json.loads((tmp_path / "reproduce.json").read_text())
+    assert rec["profile"] == "test" and rec["wall_seconds"] >= 0
+    assert [n["status"] for n in rec["notebooks"]].count("failed") == 1
+    assert "wall time" in (tmp_path / "README.md").read_text()
+
+
+def test_demo_runs_the_video_notebook_with_the_vit(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(ux, "run_notebook", lambda name, params, output, log_output=True:
+                        calls.append((name, params, Path(output))) or Path(output))
+    ux.demo(results_dir=tmp_path)
+    name, params, output = calls[0]
+    assert name == "02_train_video" and params["backbone"] == "vit"
+    assert output == tmp_path / "executed" / "02_train_video.ipynb"
+    assert "02_train_video/synthetic-video/vit/table.md" in capsys.readouterr().out
+
+
+def test_run_notebook_names_a_missing_notebook(tmp_path):
+    with pytest.raises(UdassError, match="not found"):
+        ux.run_notebook("99_nothing", {}, tmp_path / "x.ipynb")
+
+
+# ----------------------------------------------------------------------------------- helpers
+def test_embedding_metrics_on_constructed_features():
+    import numpy as np
+
+    from udass.explore import embedding_metrics
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[10.0, 0.0], [0.0, 10.0]])
+    classes = np.repeat([0, 1], 20)
+    x = centres[classes] + 0.01 * rng.standard_normal((40, 2))
+    domains = np.tile([0, 1], 20)                    # S and T share the class clusters
+    m = embedding_metrics(x, classes, domains)
+    assert m["class_silhouette"] > 0.99 and abs(m["domain_silhouette"]) < 0.1
+    assert m["prototype_distance"] < 1e-3 and m["classes_compared"] == 2 and m["points"] == 40
+    shifted = x + np.where(domains[:, None] == 1, [[0.0, 30.0]], 0.0)  # T moved away
+    m2 = embedding_metrics(shifted, classes, domains)
+    assert m2["domain_silhouette"] > 0.5 and m2["prototype_distance"] > m["prototype_distance"]
+    assert embedding_metrics(x[:2], classes[:2], domains[:2])["class_silhouette"] is None
+
+
+def test_bar_rows_keep_ours_and_the_papers_source_and_quadmix_of_the_backbone():
+    from udass.report import comparison_table
+
+    table = comparison_table([], "viper2cityscapes-seq")
+    rows = ux._bar_rows(table, "vit")
+    assert [r["method"] for r in rows] == ["Source", "QuadMix(ViT)"]

@@ -1,0 +1,689 @@
+"""Figures that look inside trained runs: qualitative predictions, t-SNE of decoder features and
+the QuadMix explorer (notebooks 04, 05, 00). Called through `udass.experiments`.
+
+Every function validates its parameters with `udass.experiments.parse_params`, gets its runs
+from the run cache (`ensure_run`: trained only when missing) and writes PNG figures plus a
+metrics.json (and, for t-SNE, a companion table) under `<results_dir>/<notebook>/<benchmark>/<backbone>/`.
+Figures use `matplotlib.figure.Figure` (no pyplot, no backend switch).
+"""
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from udass.errors import UdassError
+from udass.experiments import (REFERENCE_NETWORK, Params, check_int, config_for, ensure_run,
+                               param_error, parse_params, results_folder, run_checkpoint,
+                               save_figure)
+from udass.io import write_json, write_text
+from udass.runtime import git_commit
+
+__all__ = ["qualitative", "tsne", "quadmix_explorer", "show_explorer", "explorer_figure",
+           "feature_samples", "embedding_metrics"]
+
+DOMAIN_COLOURS = {"S": "#1f77b4", "T": "#d62728", "X_tss": "#2ca02c", "X_stt": "#9467bd",
+                  "ClassMix": "#ff7f0e"}
+
+
+# =========================================================================== shared helpers
+def _device(p: Params) -> torch.device:
+    from udass.runtime import resolve_device
+
+    return resolve_device(p.device)
+
+
+def _load_models(p: Params, methods: Sequence[str], seed: int, network: str, device: torch.device,
+                 progress: bool) -> dict[str, tuple[torch.nn.Module, Any, dict[str, Any]]]:
+    """{method: (network in eval mode, Config, metrics record)} of the runs of one seed."""
+    from udass.evaluate import load_network
+
+    if network not in ("student", "teacher"):
+        raise param_error("network", "student or teacher", network)
+    out = {}
+    for m in methods:
+        cfg = config_for(p, m, seed)
+        rec = ensure_run(cfg, p.runs_root, p.device, progress)
+        net, cfg, _ = load_network(run_checkpoint(cfg, p.runs_root), network, device)
+        out[m] = (net, cfg, rec)
+    return out
+
+
+def _palette(benchmark: str) -> np.ndarray:
+    from udass.data.protocols import get_benchmark
+
+    return get_benchmark(benchmark).protocol.palette()
+
+
+def _colour(labels: Tensor | np.ndarray, palette: np.ndarray) -> np.ndarray:
+    arr = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+    return palette[np.clip(arr, 0, 255).astype(np.uint8)]
+
+
+def _rgb(frame: Tensor) -> np.ndarray:
+    """[3, H, W] float in [0, 1] -> H x W x 3 float for imshow."""
+    return frame.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def _blank(ax: Any, text: str = "") -> None:
+    ax.set_axis_off()
+    if text:
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, color="#666666",
+                transform=ax.transAxes, wrap=True)
+
+
+def _show(ax: Any, img: np.ndarray, title: str = "", **kw: Any) -> None:
+    ax.imshow(img, interpolation="nearest", **kw)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def _class_legend(fig: Any, benchmark: str, ncol: int = 8) -> None:
+    from matplotlib.patches import Patch
+
+    from udass.data.protocols import get_benchmark
+
+    bm = get_benchmark(benchmark)
+    pal = bm.protocol.palette()
+    handles = [Patch(color=pal[i] / 255.0, label=bm.protocol.classes[i])
+               for i in range(bm.num_classes)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(ncol, len(handles)), fontsize=7,
+               frameon=False)
+
+
+def _png_bytes(fig: Any, dpi: int = 100) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+# =========================================================================== 04 qualitative
+@torch.no_grad()
+def _predict(net: torch.nn.Module, frames: Tensor, flows: Tensor, size: tuple[int, int],
+             device: torch.device) -> Tensor:
+    """Arg-max train ids [H, W] of one clip (frames [K, 3, h, w]) at `size`."""
+    import torch.nn.functional as F
+
+    logits = net(frames[None].to(device), flows[None].to(device))["logits"].float()
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1)[0].cpu()
+
+
+def _strip_paths(val: Any, index: int, num_frames: int) -> list[Path]:
+    """Up to `num_frames` consecutive frames ending at val item `index`'s frame t, oldest first
+    (frames that do not exist on disk end the strip)."""
+    lay, key = val.layout, val.items[index]
+    paths = []
+    for k in range(num_frames):
+        path = lay.root / lay.frame_rel(key, k)
+        if not path.is_file():
+            break
+        paths.append(path)
+    return paths[::-1]
+
+
+def _strip_consistency(preds: Sequence[np.ndarray], frames: Sequence[np.ndarray]) -> float | None:
+    """Percent of pixels whose prediction equals the previous frame's prediction warped by the DIS
+    flow (pixels whose flow leaves the frame are skipped), pooled over the strip."""
+    import cv2
+
+    from udass.data.flow import warp, warp_valid_mask
+    from udass.segment import dis_flow
+
+    agree = total = 0
+    for t in range(1, len(preds)):
+        h, w = preds[t].shape
+        cur = cv2.resize(frames[t], (w, h), interpolation=cv2.INTER_AREA)
+        prev = cv2.resize(frames[t - 1], (w, h), interpolation=cv2.INTER_AREA)
+        flow = torch.from_numpy(dis_flow(cur, prev)).permute(2, 0, 1)[None].float()
+        warped = warp(torch.from_numpy(preds[t - 1])[None, None].float(), flow, mode="nearest")
+        valid = warp_valid_mask(flow)[0]
+        same = (warped[0, 0].round().long() == torch.from_numpy(preds[t])) & valid
+        agree += int(same.sum())
+        total += int(valid.sum())
+    return None if total == 0 else round(100.0 * agree / total, 2)
+
+
+def _prediction_grid(models: Mapping[str, Any], val: Any, picks: Sequence[int], benchmark: str,
+                     device: torch.device, title: str, out_png: Path
+                     ) -> tuple[Path, list[str], dict[str, list[float | None]]]:
+    """Rows: val items `picks`; columns: frame t, ground truth, each model's prediction (with its
+    pixel accuracy on that frame). Returns (PNG, clip names, {model: accuracies})."""
+    from matplotlib.figure import Figure
+
+    palette = _palette(benchmark)
+    cols = 2 + len(models)
+    fig = Figure(figsize=(2.6 * cols, 1.45 * len(picks) + 1.2))
+    axes = fig.subplots(len(picks), cols, squeeze=False)
+    accuracy: dict[str, list[float | None]] = {m: [] for m in models}
+    names = []
+    for r, i in enumerate(picks):
+        clip = val[i]
+        names.append(clip.name)
+        gt = clip.labels[0]
+        _show(axes[r, 0], _rgb(clip.frames[0]), "target frame" if r == 0 else "")
+        axes[r, 0].set_ylabel(clip.name, fontsize=7)
+        _show(axes[r, 1], _colour(gt, palette), "ground truth" if r == 0 else "")
+        labelled = gt != 255
+        for c, (m, (net, _, _)) in enumerate(models.items(), start=2):
+            pred = _predict(net, clip.frames, clip.flows, tuple(gt.shape), device)
+            acc = (None if not bool(labelled.any()) else
+                   round(100.0 * float((pred[labelled] == gt[labelled]).float().mean()), 1))
+            accuracy[m].append(acc)
+            lines = ([m] if r == 0 else []) + ([] if acc is None else [f"acc {acc:.1f}%"])
+            _show(axes[r, c], _colour(pred, palette), "\n".join(lines))
+    fig.suptitle(title, fontsize=10)
+    _class_legend(fig, benchmark)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    return save_figure(fig, out_png), names, accuracy
+
+
+def _temporal_strip(models: Mapping[str, Any], paths: Sequence[Path], size: tuple[int, int],
+                    benchmark: str, device: torch.device, out_png: Path
+                    ) -> tuple[Path, dict[str, float | None]]:
+    """Consecutive frames (oldest first) and each model's predictions, as `udass segment` makes
+    them; each row labelled with its flow-warped consistency. Returns (PNG, {model: %})."""
+    from matplotlib.figure import Figure
+
+    from udass.data.imageio import read_rgb
+    from udass.segment import predict_sequence
+
+    palette = _palette(benchmark)
+    frames = [read_rgb(path) for path in paths]
+    preds = {m: predict_sequence(net, frames, size, device, out_size="input")
+             for m, (net, _, _) in models.items()}
+    consistency = {m: _strip_consistency(preds[m], frames) for m in models}
+    n = len(frames)
+    fig = Figure(figsize=(2.3 * n, 1.3 * (1 + len(models)) + 0.9))
+    axes = fig.subplots(1 + len(models), n, squeeze=False)
+    for j, rgb in enumerate(frames):
+        _show(axes[0, j], rgb, f"t-{n - 1 - j}" if j < n - 1 else "t (annotated)")
+        for r, m in enumerate(models, start=1):
+            _show(axes[r, j], _colour(preds[m][j], palette))
+    axes[0, 0].set_ylabel("frames", fontsize=8)
+    for r, m in enumerate(models, start=1):
+        cons = consistency[m]
+        axes[r, 0].set_ylabel(m + ("" if cons is None else f"\n{cons:.1f}% consistent"), fontsize=8)
+    fig.suptitle(f"temporal strip: {n} consecutive frames ending at {paths[-1].name} (DIS flow on the "
+                 f"fly; consistency = agreement with the flow-warped previous prediction)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return save_figure(fig, out_png), consistency
+
+
+def qualitative(notebook: str = "04_qualitative", benchmark: Any = "synthetic-video",
+                backbone: Any = "vit", methods: Any = "source_only,dacs,quadmix",
+                profile: Any = "demo", steps: Any = None, data_root: Any = None, seeds: Any = "0",
+                pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
+                runs_root: Any = "runs", num_images: Any = 4, num_frames: Any = 5,
+                network: str = REFERENCE_NETWORK, progress: bool = True) -> dict[str, Any]:
+    """Target val frames, ground truth and each method's prediction (protocol palette), and for
+    video benchmarks a temporal strip over `num_frames` consecutive frames of one val snippet.
+
+    Uses the runs of the first seed (trained if missing). Writes qualitative.png,
+    temporal_strip.png (video) and metrics.json (per-image pixel accuracy of each method, the
+    strip's flow-warped prediction consistency, the runs used). The strip runs every frame as
+    the clip (t, t-1) with DIS flow computed on the fly, as `udass segment` does.
+    """
+    from udass.data.datasets import build_dataset
+    from udass.data.protocols import get_benchmark
+
+    p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
+                     device, results_dir, runs_root)
+    n_images = check_int("num_images", num_images)
+    n_frames = check_int("num_frames", num_frames, minimum=2)
+    bm = get_benchmark(p.benchmark)
+    dev = _device(p)
+    seed = p.seeds[0]
+    models = _load_models(p, p.methods, seed, network, dev, progress)
+    cfg = next(iter(models.values()))[1]
+    val = build_dataset(bm.name, "val", p.data_root, "target", data_cfg=cfg.data)
+    out_dir = results_folder(p.results_dir, notebook, bm.name, p.backbone)
+    picks = sorted(set(np.linspace(0, len(val) - 1, min(n_images, len(val))).round().astype(int).tolist()))
+    title = f"{bm.name} ({p.backbone}, {p.profile}): target val predictions ({network}, seed {seed})"
+    grid, names, accuracy = _prediction_grid(models, val, picks, bm.name, dev, title,
+                                             out_dir / "qualitative.png")
+    figures = {"qualitative": grid}
+    strip: dict[str, Any] = {}
+    if bm.is_video:
+        paths = _strip_paths(val, picks[0], n_frames)
+        figures["temporal_strip"], consistency = _temporal_strip(
+            models, paths, tuple(cfg.data.target_size), bm.name, dev, out_dir / "temporal_strip.png")
+        strip = {"frames": [path.name for path in paths], "consistency": consistency}
+    record = {"notebook": notebook, "benchmark": bm.name, "backbone": p.backbone,
+              "profile": p.profile, "network": network, "seed": seed, "images": names,
+              "pixel_accuracy": accuracy, "strip": strip,
+              "miou": {m: (rec if network == "student" else rec.get("teacher") or {}).get("miou")
+                       for m, (_, _, rec) in models.items()},
+              "runs": {m: rec["run_dir"] for m, (_, _, rec) in models.items()},
+              "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit()}
+    write_json(out_dir / "metrics.json", record)
+    md = (f"Predictions of {', '.join(p.methods)} on {len(names)} target val frames of {bm.name} "
+          f"({p.backbone}, {p.profile} profile, {network}, seed {seed}); per-image pixel accuracy "
+          f"in the titles.")
+    return {"out_dir": out_dir, "figures": figures, "files": {"metrics": out_dir / "metrics.json"},
+            "markdown": md, "record": record}
+
+
+# =========================================================================== 05 t-SNE
+def _batch(ds: Any, indices: Sequence[int]) -> Any:
+    from udass.data.clip import collate_clips
+
+    return collate_clips([ds[i] for i in indices])
+
+
+def _mixed_inputs(cfg: Any, method: str, data_root: str | None, num_clips: int, seed: int
+                  ) -> dict[str, Any]:
+    """S, T and the mixed domains of `method` (as MixedClips with true class labels).
+
+    S: labelled source train clips; T: target train clips with their ground truth (used for the
+    class colours and the target template's class mask: an analysis, not training); templates
+    S', T' from a second, disjoint draw (the "previous step"). quadmix -> X_tss, X_stt; dacs ->
+    the ClassMix sample (plain ClassMix of S onto T). Every clip is cropped to the profile's crop.
+    """
+    from udass.data.datasets import build_dataset
+    from udass.data.protocols import get_benchmark
+    from udass.data.transforms import random_crop
+    from udass.method.quadmix import MixedClip, classmix, quadmix
+    from udass.method.templates import choose_classes, source_template
+
+    bm = get_benchmark(cfg.data.benchmark)
+    g = torch.Generator().manual_seed(seed)
+    src = build_dataset(bm.name, "train", data_root, "source", data_cfg=cfg.data)
+    tgt = build_dataset(bm.name, "train", data_root, "target", with_labels=True, data_cfg=cfg.data)
+    n = min(num_clips, len(src) // 2, len(tgt) // 2)
+    if n < 1:
+        raise UdassError(f"{bm.name}: t-SNE needs at least 2 source and 2 target train clips")
+    si = torch.randperm(len(src), generator=g)[: 2 * n].tolist()
+    ti = torch.randperm(len(tgt), generator=g)[: 2 * n].tolist()
+
+    def clip(ds: Any, idx: Sequence[int]) -> MixedClip:
+        b = random_crop(_batch(ds, idx), cfg.data.crop_size, g)
+        k = min(2, b.num_frames)
+        return MixedClip.from_source(b.frames[:, :k], b.flows[:, :k - 1], b.labels[:, :k])
+
+    S, T = clip(src, si[:n]), clip(tgt, ti[:n])
+    out: dict[str, Any] = {"S": S, "T": T}
+    C = bm.num_classes
+    if method == "quadmix":
+        Sp, Tp = clip(src, si[n:]), clip(tgt, ti[n:])
+        long_tail = bm.long_tail or ()
+        c_s = choose_classes(Sp.labels[:, 0], C, g, long_tail=long_tail)
+        c_t = choose_classes(Tp.labels[:, 0], C, g, exclude=c_s)
+        s_tpl = source_template(Sp.frames, Sp.flows, Sp.labels, c_s)
+        t_tpl = source_template(Tp.frames, Tp.flows, Tp.labels, c_t)  # true labels, weights 1
+        mixed = quadmix(S, T, s_tpl, t_tpl)
+        out.update(X_tss=mixed["tss"], X_stt=mixed["stt"])
+    else:
+        out["ClassMix"] = classmix(S, T, choose_classes(S.labels[:, 0], C, g))
+    return out
+
+
+@torch.no_grad()
+def feature_samples(net: torch.nn.Module, domains: Mapping[str, Any], num_classes: int,
+                    per_class: int, seed: int, device: torch.device
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoder features of frame t, sampled per (domain, class) with a fixed budget.
+
+    domains: {name: MixedClip}; features = net(frames, flows)["features"] [B, D, h, w], labels of
+    frame t downsampled (nearest) to (h, w); at most `per_class` pixels per (domain, class), drawn
+    with a generator seeded by `seed`. Returns (X [N, D] float32, class ids [N], domain index [N]
+    into the order of `domains`).
+    """
+    from udass.method.aggregation import downsample_labels
+
+    g = torch.Generator().manual_seed(seed)
+    xs, cs, ds = [], [], []
+    net.eval()
+    for d, (name, clip) in enumerate(domains.items()):
+        feats = net(clip.frames.to(device), clip.flows.to(device))["features"].float().cpu()
+        labels = downsample_labels(clip.labels[:, 0], tuple(feats.shape[-2:]))
+        flat = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+        lab = labels.reshape(-1)
+        for c in range(num_classes):
+            idx = (lab == c).nonzero().flatten()
+            if idx.numel() == 0:
+                continue
+            idx = idx[torch.randperm(idx.numel(), generator=g)[:per_class]]
+            xs.append(flat[idx])
+            cs.append(torch.full((idx.numel(),), c))
+            ds.append(torch.full((idx.numel(),), d))
+    if not xs:
+        raise UdassError("no labelled pixel to sample features from; check the data root")
+    return torch.cat(xs).numpy(), torch.cat(cs).numpy(), torch.cat(ds).numpy()
+
+
+def embedding_metrics(x: np.ndarray, classes: np.ndarray, domains: np.ndarray, source: int = 0,
+                      target: int = 1, min_points: int = 3) -> dict[str, Any]:
+    """Numbers behind a t-SNE figure, computed on the features themselves (not the 2-D map).
+
+    class_silhouette: silhouette score of the class labels over all points (higher: classes
+    better separated); domain_silhouette: silhouette of source vs target labels over the S and T
+    points (near 0 or below: the domains are mixed, i.e. aligned); prototype_distance: mean over
+    classes with >= min_points in both S and T of the cosine distance between the source and the
+    target class means (lower: class-wise aligned). None where undefined.
+    """
+    from sklearn.metrics import silhouette_score
+
+    def sil(xx: np.ndarray, yy: np.ndarray) -> float | None:
+        k = len(np.unique(yy))
+        if k < 2 or k >= len(yy):
+            return None
+        return round(float(silhouette_score(xx, yy, metric="euclidean")), 4)
+
+    st = np.isin(domains, (source, target))
+    dists = []
+    for c in np.unique(classes):
+        a = x[(classes == c) & (domains == source)]
+        b = x[(classes == c) & (domains == target)]
+        if len(a) >= min_points and len(b) >= min_points:
+            pa, pb = a.mean(0), b.mean(0)
+            denom = float(np.linalg.norm(pa) * np.linalg.norm(pb))
+            if denom > 0:
+                dists.append(1.0 - float(pa @ pb) / denom)
+    return {"points": int(len(x)), "class_silhouette": sil(x, classes),
+            "domain_silhouette": sil(x[st], domains[st]),
+            "prototype_distance": round(float(np.mean(dists)), 4) if dists else None,
+            "classes_compared": len(dists)}
+
+
+def tsne(notebook: str = "05_tsne", benchmark: Any = "synthetic-video", backbone: Any = "vit",
+         methods: Any = "dacs,quadmix", profile: Any = "demo", steps: Any = None,
+         data_root: Any = None, seeds: Any = "0", pretrained: Any = None, device: Any = "auto",
+         results_dir: Any = "results", runs_root: Any = "runs", per_class: Any = 40,
+         num_clips: Any = 8, network: str = REFERENCE_NETWORK, progress: bool = True
+         ) -> dict[str, Any]:
+    """t-SNE of decoder features of S, T and the mixed domains, QuadMix against plain ClassMix.
+
+    For each method (dacs: S, T, ClassMix; quadmix: S, T, X_tss, X_stt), features of frame t are
+    sampled per (domain, class) with a fixed budget (`per_class`) from `num_clips` clips, and
+    embedded by sklearn's TSNE (random_state=0, PCA init). tsne.png: one row per method, coloured
+    by class and by domain. The quantitative companion (`embedding_metrics`: class silhouette,
+    S-vs-T domain silhouette, class-wise S-T prototype cosine distance, on the features) goes to
+    tsne_metrics.md / .csv and metrics.json, so the figure is not the only evidence.
+    """
+    from matplotlib.figure import Figure
+    from sklearn.manifold import TSNE
+
+    from udass.data.protocols import get_benchmark
+    from udass.io import write_bytes
+
+    p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
+                     device, results_dir, runs_root, method_names=("dacs", "quadmix"))
+    budget = check_int("per_class", per_class)
+    clips = check_int("num_clips", num_clips)
+    bm = get_benchmark(p.benchmark)
+    dev = _device(p)
+    seed = p.seeds[0]
+    models = _load_models(p, p.methods, seed, network, dev, progress)
+    out_dir = results_folder(p.results_dir, notebook, bm.name, p.backbone)
+    palette = _palette(bm.name) / 255.0
+
+    fig = Figure(figsize=(10, 4.3 * len(p.methods) + 0.8))
+    axes = fig.subplots(len(p.methods), 2, squeeze=False)
+    metrics: dict[str, Any] = {}
+    for r, m in enumerate(p.methods):
+        net, cfg, _ = models[m]
+        domains = _mixed_inputs(cfg, m, p.data_root, clips, seed)
+        x, c, d = feature_samples(net, domains, bm.num_classes, budget, seed, dev)
+        names = list(domains)
+        metrics[m] = {**embedding_metrics(x, c, d), "domains": names,
+                      "points_per_domain": {n: int((d == i).sum()) for i, n in enumerate(names)}}
+        perplexity = float(max(2, min(30, (len(x) - 1) // 3)))
+        emb = TSNE(n_components=2, random_state=0, init="pca", perplexity=perplexity).fit_transform(x)
+        _tsne_panels(axes[r], emb, c, d, names, palette, m, metrics[m])
+    fig.suptitle(f"{bm.name} ({p.backbone}, {p.profile}): t-SNE of decoder features ({network}, "
+                 f"seed {seed}, <= {budget} pixels per domain and class)", fontsize=10)
+    _class_legend(fig, bm.name)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    figures = {"tsne": save_figure(fig, out_dir / "tsne.png")}
+
+    md, csv_text = _tsne_table(bm.name, p, metrics, network, budget, seed)
+    write_text(out_dir / "tsne_metrics.md", md)
+    write_bytes(out_dir / "tsne_metrics.csv", csv_text.encode())
+    record = {"notebook": notebook, "benchmark": bm.name, "backbone": p.backbone, "profile": p.profile,
+              "network": network, "seed": seed, "per_class": budget, "num_clips": clips,
+              "tsne": {"random_state": 0, "init": "pca"}, "methods": metrics,
+              "runs": {m: models[m][2]["run_dir"] for m in p.methods},
+              "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit()}
+    write_json(out_dir / "metrics.json", record)
+    return {"out_dir": out_dir, "figures": figures, "markdown": md, "record": record,
+            "files": {"table_md": out_dir / "tsne_metrics.md", "table_csv": out_dir / "tsne_metrics.csv",
+                      "metrics": out_dir / "metrics.json"}}
+
+
+def _tsne_panels(axes: Sequence[Any], emb: np.ndarray, classes: np.ndarray, domains: np.ndarray,
+                 names: Sequence[str], palette: np.ndarray, method: str,
+                 metrics: Mapping[str, Any]) -> None:
+    """One model's row of the t-SNE figure: points coloured by class, then by domain."""
+    label = "QuadMix" if method == "quadmix" else "plain ClassMix (dacs)"
+    axes[0].scatter(emb[:, 0], emb[:, 1], c=palette[classes], s=6, linewidths=0)
+    axes[0].set_title(f"{label}: coloured by class", fontsize=9)
+    for i, n in enumerate(names):
+        sel = domains == i
+        axes[1].scatter(emb[sel, 0], emb[sel, 1], c=DOMAIN_COLOURS.get(n, "#333333"), s=6,
+                        linewidths=0, label=n, alpha=0.8)
+    axes[1].legend(fontsize=7, markerscale=2, loc="best")
+    axes[1].set_title(f"{label}: coloured by domain (class silhouette "
+                      f"{_num(metrics['class_silhouette'])}, S-T prototype distance "
+                      f"{_num(metrics['prototype_distance'])})", fontsize=8)
+    for a in axes:
+        a.set_xticks([])
+        a.set_yticks([])
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def _tsne_table(benchmark: str, p: Params, metrics: Mapping[str, Any], network: str, budget: int,
+                seed: int) -> tuple[str, str]:
+    cols = ("points", "class_silhouette", "domain_silhouette", "prototype_distance", "classes_compared")
+    heads = ("points", "class silhouette ↑", "S-vs-T domain silhouette ↓",
+             "S-T prototype cosine distance ↓", "classes compared")
+    lines = [f"# {benchmark} ({p.backbone}, {p.profile}): feature-space companion of the t-SNE figure",
+             "", "| model | domains | " + " | ".join(heads) + " |", "|---|---|" + "---:|" * len(cols)]
+    csv_lines = ["model,domains," + ",".join(cols)]
+    for m, mm in metrics.items():
+        vals = [str(mm[k]) if isinstance(mm[k], int) else _num(mm[k]) for k in cols]
+        lines.append(f"| {m} | {' '.join(mm['domains'])} | " + " | ".join(vals) + " |")
+        csv_lines.append(f"{m},{' '.join(mm['domains'])}," + ",".join(
+            "" if mm[k] is None else str(mm[k]) for k in cols))
+    lines += ["", f"- Computed on the {network} network's decoder features of frame t (not on the 2-D "
+              f"map), <= {budget} pixels per (domain, class), seed {seed}.",
+              "- class silhouette: separation of the classes over all domains; domain silhouette: "
+              "source vs target points (near 0: the domains are mixed); prototype distance: mean over "
+              "classes of 1 - cos(source class mean, target class mean).",
+              "- Target class labels and the target template's mask use the target ground truth (an "
+              "analysis of the feature space, not how training saw the target)."]
+    return "\n".join(lines) + "\n", "\n".join(csv_lines) + "\n"
+
+
+# =========================================================================== 00 explorer
+def _first(x: Tensor | None) -> Tensor | None:
+    return None if x is None else x[0]
+
+
+def explorer_figure(capture: Mapping[str, Any], benchmark: str, sample: int = 0) -> Any:
+    """The figure of one captured training step (`Trainer.capture`), sample `sample` of the batch.
+
+    Rows: S (ground truth), T (teacher pseudo-labels), the templates S' and T' (with their class
+    masks), the mixed clips X_ss, X_tt, X_tss, X_stt (or the first step's ClassMix sample).
+    Columns: frame t, frame t-1, label t, label t-1, pixel weight of frame t, flow t -> t-1
+    (colour wheel), and the template mask / pseudo-label confidence / feature-mix region.
+    """
+    from matplotlib.figure import Figure
+
+    from udass.data.flow import flow_to_color
+
+    palette = _palette(benchmark)
+    rows: list[tuple[str, Mapping[str, Tensor] | None, str]] = [
+        ("S (source, labels)", capture["source"], "none"),
+        ("T (target, pseudo-labels)", capture["target"], "confidence")]
+    templates = capture.get("templates")
+    mixed = capture.get("mixed") or {}
+    if templates is not None:
+        rows += [("S' template", templates[0], "mask"), ("T' template", templates[1], "mask")]
+    for key in ("ss", "tt", "tss", "stt", "mix"):
+        if key in mixed:
+            name = "ClassMix (first step: no template yet)" if key == "mix" else f"X_{key}"
+            if key in capture.get("loss_samples", []):
+                name += " [loss]"
+            rows.append((name, mixed[key], "region" if key in ("tss", "stt") else "none"))
+    heads = ("frame t", "frame t-1", "label t", "label t-1", "weight t", "flow t→t-1", "mask / extra")
+    fig = Figure(figsize=(2.1 * len(heads), 1.25 * len(rows) + 1.0))
+    axes = fig.subplots(len(rows), len(heads), squeeze=False)
+    region = capture.get("feature_mix_region")
+    pseudo = capture.get("pseudo") or {}
+    for r, (name, clip, extra) in enumerate(rows):
+        frames, labels = clip["frames"][sample], clip["labels"][sample]
+        flows, weights = clip["flows"][sample], clip["weights"][sample]
+        k = frames.shape[0]
+        _show(axes[r, 0], _rgb(frames[0]))
+        axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+        _show(axes[r, 2], _colour(labels[0], palette))
+        _show(axes[r, 4], weights[0].numpy(), cmap="viridis", vmin=0, vmax=1)
+        axes[r, 4].text(0.02, 0.05, f"{float(weights[0].mean()):.2f}", color="white", fontsize=6,
+                        transform=axes[r, 4].transAxes)
+        if k > 1:
+            _show(axes[r, 1], _rgb(frames[1]))
+            _show(axes[r, 3], _colour(labels[1], palette))
+            _show(axes[r, 5], flow_to_color(flows[0].permute(1, 2, 0).numpy()))
+        else:
+            for c in (1, 3, 5):
+                _blank(axes[r, c], "one-frame clip")
+        if extra == "mask":
+            _show(axes[r, 6], clip["mask"][sample][0].float().numpy(), cmap="gray", vmin=0, vmax=1)
+        elif extra == "confidence" and pseudo.get("confidence") is not None:
+            _show(axes[r, 6], pseudo["confidence"][sample][0].numpy(), cmap="magma", vmin=0, vmax=1)
+        elif extra == "region" and region is not None:
+            _show(axes[r, 6], region[sample].float().numpy(), cmap="gray", vmin=0, vmax=1)
+        else:
+            _blank(axes[r, 6])
+    for c, h in enumerate(heads):
+        axes[0, c].set_title(h, fontsize=8)
+    axes[0, 6].set_title("mask / confidence /\nfeature-mix region", fontsize=7)
+    fig.suptitle(f"QuadMix explorer: training step {int(capture.get('step', 0)) + 1}, sample {sample}; "
+                 f"loss on {', '.join(capture.get('loss_samples', [])) or 'none'}", fontsize=10)
+    _class_legend(fig, benchmark)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    return fig
+
+
+def _batches(trainer: Any, iterations: int) -> list[tuple[Any, Any]]:
+    """The trainer's own source and target batches of its first `iterations` steps."""
+    from udass.train import StepBatchSampler
+
+    cfg = trainer.cfg
+    src, tgt = trainer.dataset("source"), trainer.dataset("target")
+    s_sampler = StepBatchSampler(len(src), cfg.data.batch_source, cfg.train.seed + 1, 0, iterations)
+    t_sampler = StepBatchSampler(len(tgt), cfg.data.batch_target, cfg.train.seed, 0, iterations)
+    return [(_batch(src, s_sampler.indices_for_step(k)), _batch(tgt, t_sampler.indices_for_step(k)))
+            for k in range(iterations)]
+
+
+def quadmix_explorer(notebook: str = "00_quadmix_explorer", benchmark: Any = "synthetic-video",
+                     backbone: Any = "vit", methods: Any = "quadmix", profile: Any = "demo",
+                     steps: Any = None, data_root: Any = None, seeds: Any = "0",
+                     pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
+                     runs_root: Any = "runs", iterations: Any = 3, init_from_run: bool = True,
+                     progress: bool = True) -> dict[str, Any]:
+    """Step a QuadMix Trainer a few iterations with `trainer.capture = {}` and render each step.
+
+    init_from_run: start the student (and so the teacher) from the finished quadmix run of this
+    config (trained if missing), so that the pseudo-labels and template masks are meaningful;
+    False: random initialisation. The first step has no templates (it trains as ClassMix), so
+    `iterations` >= 2 shows the four paths. Writes quadmix_explorer_step<k>.png per step and
+    metrics.json (losses, template classes and mask shares per step). Nothing is trained into
+    the run cache. Returns {"out_dir", "figures", "captures", "losses", "markdown"}.
+    """
+    from udass.config import apply_overrides
+    from udass.io import write_bytes
+    from udass.train import Trainer
+
+    p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
+                     device, results_dir, runs_root, method_names=("quadmix",))
+    n_iter = check_int("iterations", iterations)
+    if not isinstance(init_from_run, bool):
+        raise param_error("init_from_run", "True or False", init_from_run)
+    seed = p.seeds[0]
+    cfg = config_for(p, "quadmix", seed)
+    init = None
+    if init_from_run:
+        ensure_run(cfg, p.runs_root, p.device, progress)
+        init = run_checkpoint(cfg, p.runs_root)
+        cfg = apply_overrides(cfg, {"train.init_checkpoint": str(init)})
+    out_dir = results_folder(p.results_dir, notebook, p.benchmark, p.backbone)
+    trainer = Trainer(cfg, p.runs_root / "explorer-scratch", device=p.device, progress=False)
+    captures, losses, figures = [], [], {}
+    for k, (source, target) in enumerate(_batches(trainer, n_iter), start=1):
+        trainer.capture = {}
+        losses.append({n: round(v, 5) for n, v in trainer.train_step(source, target).items()})
+        captures.append(trainer.capture)
+        fig = explorer_figure(trainer.capture, p.benchmark)
+        path = out_dir / f"quadmix_explorer_step{k}.png"
+        write_bytes(path, _png_bytes(fig))
+        figures[f"step{k}"] = path
+    trainer.capture = None
+    summary = [_capture_summary(c) for c in captures]
+    write_json(out_dir / "metrics.json", {
+        "notebook": notebook, "benchmark": p.benchmark, "backbone": p.backbone, "profile": p.profile,
+        "seed": seed, "iterations": n_iter, "init": str(init) if init else "random initialisation",
+        "losses": losses, "steps": summary,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit()})
+    md = (f"QuadMix explorer on {p.benchmark} ({p.backbone}, {p.profile}): {n_iter} training steps "
+          f"from {'the trained quadmix run' if init else 'random initialisation'}; step 1 has no "
+          f"templates yet (ClassMix), later steps show the four paths.")
+    return {"out_dir": out_dir, "figures": figures, "captures": captures, "losses": losses,
+            "markdown": md, "benchmark": p.benchmark}
+
+
+def _capture_summary(capture: Mapping[str, Any]) -> dict[str, Any]:
+    """Per step: which samples carried the loss, template class counts and mask shares."""
+    out: dict[str, Any] = {"step": int(capture.get("step", 0)) + 1,
+                           "loss_samples": list(capture.get("loss_samples", [])),
+                           "mixed": sorted((capture.get("mixed") or {}).keys())}
+    tpl = capture.get("templates")
+    if tpl is not None:
+        for name, t in zip(("source_template", "target_template"), tpl):
+            out[name] = {"classes_per_sample": t["classes"].sum(1).tolist(),
+                         "mask_share": round(float(t["mask"][:, 0].float().mean()), 4)}
+    region = capture.get("feature_mix_region")
+    if region is not None:
+        out["feature_mix_region_share"] = round(float(region.float().mean()), 4)
+    return out
+
+
+def show_explorer(result: Mapping[str, Any]) -> None:
+    """Display the explorer's figures: the last step's PNG (it shows the four paths), and in a
+    live Jupyter session with ipywidgets installed a slider to step through the iterations."""
+    from IPython.display import Image, Markdown, display
+
+    figures = list(result["figures"].values())
+    display(Markdown(result.get("markdown", "")))
+    if not figures:
+        return
+    display(Image(filename=str(figures[-1])))
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        display(Markdown("Other steps: " + ", ".join(f"`{f}`" for f in figures[:-1])
+                         + " (install the `interactive` extra for a step slider)."))
+        return
+    out = widgets.Output()
+    slider = widgets.IntSlider(value=len(figures), min=1, max=len(figures), description="step")
+
+    def render(change: Mapping[str, Any]) -> None:
+        out.clear_output(wait=True)
+        with out:
+            display(Image(filename=str(figures[int(change["new"]) - 1])))
+
+    slider.observe(render, names="value")
+    display(widgets.VBox([slider, out]))
+    render({"new": slider.value})
