@@ -181,7 +181,8 @@ def _data_preset(benchmark: str, profile: str) -> dict[str, Any]:
 def _optim_preset(benchmark: str, backbone: str, profile: str) -> dict[str, Any]:
     viper = benchmark == "viper2cityscapes-seq"
     if backbone == "cnn":
-        return dict(name="sgd", lr=(1e-4 if viper else 2.5e-4) if profile == "paper" else 2.5e-3,
+        # demo: 2.5e-3 (heads x10) diverged from random initialisation under DACS; 1e-3 did not
+        return dict(name="sgd", lr=(1e-4 if viper else 2.5e-4) if profile == "paper" else 1e-3,
                     momentum=0.9, weight_decay=5e-4, head_lr_mult=10.0, warmup_steps=0,
                     poly_power=0.9)
     return dict(name="adamw", lr=6e-5 if profile == "paper" else 6e-4, weight_decay=0.01,
@@ -190,10 +191,15 @@ def _optim_preset(benchmark: str, backbone: str, profile: str) -> dict[str, Any]
 
 def _train_preset(benchmark: str, profile: str, method: str) -> dict[str, Any]:
     viper = benchmark == "viper2cityscapes-seq"
-    steps = {"test": 4, "demo": 600, "paper": 40000}[profile]
-    return dict(method=method, profile=profile, steps=steps,
-                lambda_t=0.2 if viper else 1.0,
-                checkpoint_every={"test": 2, "demo": 200, "paper": 2000}[profile],
+    steps = {"test": 4, "demo": 1000, "paper": 40000}[profile]
+    # The demo trains small models from random initialisation for 1000 steps: there the
+    # unmixed target self-training term L_trg drives confirmation bias (measured on
+    # synthetic-video, vit, seed 0: quadmix 35.6 mIoU with lambda_T = 1, 46.3 with 0.2,
+    # 57.2 with 0; dacs 57.2; docs/results-synthetic.md), so the demo recipe turns it off
+    # (ablation row "with_L_trg" turns it back on). test and paper keep the paper's value.
+    lambda_t = 0.0 if profile == "demo" else (0.2 if viper else 1.0)
+    return dict(method=method, profile=profile, steps=steps, lambda_t=lambda_t,
+                checkpoint_every={"test": 2, "demo": 250, "paper": 2000}[profile],
                 eval_every={"test": 0, "demo": 0, "paper": 4000}[profile],
                 log_every={"test": 1, "demo": 10, "paper": 50}[profile])
 
@@ -222,6 +228,9 @@ def build_config(benchmark: str = "synthetic-video", backbone: str = "vit", meth
                           frozen_bn=profile == "paper", head="daformer",
                           drop_path=0.1 if backbone == "vit" else 0.0),
         optim=OptimConfig(**_optim_preset(benchmark, backbone, profile)),
+        # EMA 0.999 averages over ~1000 steps: the whole demo schedule. Short schedules use a
+        # teacher time constant of ~100 steps.
+        teacher=TeacherConfig(ema=0.999 if profile == "paper" else 0.99),
         train=TrainConfig(**_train_preset(benchmark, profile, method)),
     )
     short = {"seed": "train.seed", "steps": "train.steps", "data_root": "data.data_root",
@@ -384,7 +393,7 @@ _ALL_OFF = {"feature_mix.enabled": False, "aggregation.enabled": False}
 ABLATIONS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "source_only": ("source_only", {}),
     "classmix": ("dacs", {}),
-    "self_training": ("quadmix", {"quadmix.paths": (), **_ALL_OFF}),
+    "self_training": ("quadmix", {"quadmix.paths": (), "train.lambda_t": 1.0, **_ALL_OFF}),
     "intra_only": ("quadmix", {"quadmix.paths": ("ss", "tt"), **_ALL_OFF}),
     "intra+tss": ("quadmix", {"quadmix.paths": ("ss", "tt", "tss"), **_ALL_OFF}),
     "intra+stt": ("quadmix", {"quadmix.paths": ("ss", "tt", "stt"), **_ALL_OFF}),
@@ -392,6 +401,7 @@ ABLATIONS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "+feature_mix": ("quadmix", {"feature_mix.enabled": True, "aggregation.enabled": False}),
     "+aggregation": ("quadmix", {"feature_mix.enabled": True, "aggregation.enabled": True}),
     "no_temporal_weighting": ("quadmix", {"aggregation.temporal_weighting": False}),
+    "with_L_trg": ("quadmix", {"train.lambda_t": 1.0}),
 }
 
 

@@ -42,7 +42,7 @@ from udass.data.flow import encode_int16_x10, flow_cache_path, flow_to_color
 from udass.data.protocols import CITYSCAPES_LABELS, IGNORE, PROTOCOLS, map_label
 from udass.errors import UdassError, unknown_name
 
-GENERATOR_VERSION = "3"   # bump whenever the output changes: cached roots then regenerate
+GENERATOR_VERSION = "4"   # bump whenever the output changes: cached roots then regenerate
 MARKER = "udass_synthetic.json"
 OWNER_STAMP = ".udass_synthetic"   # written first and kept: this folder is a generated root
 DATASET_DIRS = ("cityscapes", "gta", "synthia-seq", "udass_flow")
@@ -203,20 +203,22 @@ _SOURCE_STYLE = Style(
 )
 
 _TARGET_STYLE = Style(
+    # Generator v4: target colours are the source's shifted by a few tens of levels, with extra
+    # real-world variety for vehicles, people and signs (v3 re-assigned every class a new colour,
+    # which inverted a from-scratch network's colour cues: see docs/synthetic.md, "Revision").
     name="target", focal=0.9, horizon=0.48, cam_height=1.4,
-    colors={ROAD: ((118, 113, 106),), SIDEWALK: ((150, 141, 134),),
-            BUILDING: ((186, 170, 150), (150, 96, 80), (120, 121, 126), (202, 192, 166),
-                       (140, 124, 104)),
-            WALL: ((160, 150, 132),), FENCE: ((138, 132, 114),), POLE: ((104, 104, 100),),
-            LIGHT: ((46, 46, 42),), SIGN: ((32, 72, 160), (198, 42, 40), (226, 226, 226)),
-            VEGETATION: ((78, 104, 44), (62, 92, 50)), TERRAIN: ((122, 136, 72),),
-            PERSON: ((40, 40, 52), (92, 32, 32), (62, 72, 102), (150, 140, 120), (32, 62, 42)),
-            RIDER: ((40, 40, 52), (62, 72, 102), (150, 60, 30)),
-            CAR: ((190, 190, 196), (30, 30, 36), (224, 224, 224), (42, 56, 92), (132, 32, 32),
-                  (100, 100, 106)),
-            TRUCK: ((220, 220, 214), (62, 82, 62)), BUS: ((204, 182, 42), (182, 42, 42)),
-            TRAIN: ((226, 226, 222),), MOTORCYCLE: ((40, 40, 46),), BICYCLE: ((52, 52, 58),),
-            STATIC: ((92, 86, 80),), EGO: ((34, 34, 40),), -1: ((34, 40, 48),)},
+    colors={ROAD: ((104, 100, 104),), SIDEWALK: ((168, 158, 148),),
+            BUILDING: ((165, 122, 96), (150, 112, 92), (176, 138, 108), (140, 120, 110)),
+            WALL: ((178, 168, 138),), FENCE: ((124, 100, 70),), POLE: ((90, 90, 100),),
+            LIGHT: ((200, 165, 40),), SIGN: ((215, 200, 60), (200, 60, 50)),
+            VEGETATION: ((70, 140, 60), (60, 120, 50)), TERRAIN: ((140, 170, 90),),
+            PERSON: ((190, 70, 70), (160, 60, 110), (60, 70, 110)),
+            RIDER: ((200, 120, 50), (60, 70, 110)),
+            CAR: ((44, 72, 184), (30, 130, 190), (160, 160, 170), (40, 40, 50)),
+            TRUCK: ((122, 62, 152), (200, 200, 190)), BUS: ((40, 142, 142), (200, 180, 40)),
+            TRAIN: ((172, 62, 102), (220, 220, 216)), MOTORCYCLE: ((64, 42, 124), (40, 40, 46)),
+            BICYCLE: ((152, 42, 42), (52, 52, 58)),
+            STATIC: ((100, 100, 104),), EGO: ((34, 34, 40),), -1: ((34, 40, 48),)},
     jitter=0.12, light=(0.6, 0.55, -0.55), ambient=0.52, diffuse=0.62,
     skies=(((214, 220, 224), (168, 186, 204)), ((222, 222, 220), (196, 198, 200))),
     textured=True,
@@ -228,7 +230,7 @@ _TARGET_STYLE = Style(
               LIGHT: 2.0, SIGN: 2.0, VEGETATION: 1.6, TERRAIN: 2.0, PERSON: 3.0, RIDER: 3.0,
               CAR: 1.2, TRUCK: 1.0, BUS: 1.0, TRAIN: 1.0, MOTORCYCLE: 2.0, BICYCLE: 2.0,
               STATIC: 2.0},
-    clouds=0.5, fog=140.0, fog_color=(206, 208, 206), tint=(1.05, 1.0, 0.9), gamma=0.9,
+    clouds=0.5, fog=250.0, fog_color=(206, 208, 206), tint=(1.05, 1.0, 0.9), gamma=0.9,
     vignette=0.28, blur=0.8, noise=3.0, hood=True, marking=(196, 196, 186),
 )
 
