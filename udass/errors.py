@@ -8,11 +8,26 @@ The command line prints it without a traceback and exits with status 2.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+# torch re-raises an exception from a DataLoader worker as `type(e)(text)`, the text being
+# "Caught <Type> in DataLoader worker process N.\nOriginal Traceback ...<Type>: <message>".
+_WORKER_WRAPPED = re.compile(r"Caught \w+ in .+?\.\nOriginal Traceback")
 
 
 class UdassError(Exception):
-    """An error caused by input the user controls; the message says how to fix it."""
+    """An error caused by input the user controls; the message says how to fix it.
+
+    One raised in a DataLoader worker (data.num_workers > 0) keeps its own one-line message when
+    torch re-raises it in the main process, not the worker's traceback.
+    """
+
+    def __init__(self, message: str = "") -> None:
+        if isinstance(message, str) and _WORKER_WRAPPED.match(message):
+            last = message.rstrip().splitlines()[-1]
+            message = last.split(": ", 1)[1] if ": " in last else last
+        super().__init__(message)
 
 
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> UdassError:

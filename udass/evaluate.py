@@ -73,14 +73,22 @@ class ConfusionMatrix:
             raise TypeError("ConfusionMatrix.update expects integer class ids, got floating point "
                             "(take the argmax of the logits first)")
         c = self.num_classes
-        pred = pred.to(self.device, torch.int64).reshape(-1)
-        target = target.to(self.device, torch.int64).reshape(-1)
-        keep = (target >= 0) & (target < c)
-        pred, target = pred[keep], target[keep]
         if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= c):
             raise ValueError(f"ConfusionMatrix.update: predictions outside [0, {c}) "
                              f"(min {int(pred.min())}, max {int(pred.max())})")
-        self.matrix += torch.bincount(target * c + pred, minlength=c * c).reshape(c, c)
+        # Ignored pixels go to one extra bin instead of being gathered out (a boolean-mask
+        # gather costs more than the bincount itself); on the CPU numpy's bincount is ~3x faster.
+        if self.device.type == "cpu":
+            t = target.detach().cpu().numpy().reshape(-1).astype(np.int64, copy=False)
+            p = pred.detach().cpu().numpy().reshape(-1).astype(np.int64, copy=False)
+            idx = np.where((t >= 0) & (t < c), t * c + p, c * c)
+            counts = np.bincount(idx, minlength=c * c + 1)[: c * c]
+            self.matrix += torch.from_numpy(counts).reshape(c, c)
+            return self
+        pred = pred.to(self.device, torch.int64).reshape(-1)
+        target = target.to(self.device, torch.int64).reshape(-1)
+        idx = torch.where((target >= 0) & (target < c), target * c + pred, c * c)
+        self.matrix += torch.bincount(idx, minlength=c * c + 1)[: c * c].reshape(c, c)
         return self
 
     def all_reduce(self) -> "ConfusionMatrix":

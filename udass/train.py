@@ -279,6 +279,26 @@ class Trainer:
                              f"folders (see docs/datasets.md) or run `udass synth`")
         return root
 
+    def check_data(self) -> None:
+        """Build the datasets the run reads and load the clips of its next step and the first
+        val clip, so that a data problem (a missing split, an unreadable file, label ids outside
+        the protocol, a flow of the wrong shape) stops the run with its one-line message before
+        anything is written to OUT. A finished run only checks the val split."""
+        d = self.dist
+        if self.step < self.cfg.train.steps:
+            roles = [("target", self.cfg.data.batch_target, self.cfg.train.seed)]
+            if self.method != "oracle":
+                roles.append(("source", self.cfg.data.batch_source, self.cfg.train.seed + 1))
+            for role, batch, seed in roles:
+                ds = self.dataset(role)
+                sampler = StepBatchSampler(len(ds), batch, seed, self.step, self.step + 1, d.rank,
+                                           d.world_size)
+                for i in sampler.indices_for_step(self.step):
+                    ds[i]
+        val = self.dataset("val")
+        if len(val):
+            val[0]
+
     def _check_recipe(self) -> None:
         c = self.cfg
         if self.method in ("dacs", "quadmix") and c.data.batch_source != c.data.batch_target:
@@ -791,6 +811,7 @@ def train(cfg: Config, out: str | Path, until: int | None = None, device: str = 
     if resume is not None:
         state = ckpt.load_checkpoint(resume, map_location=trainer.device)
         trainer.load_state_dict(state)
+    trainer.check_data()
     out.mkdir(parents=True, exist_ok=True)
     if trainer.dist.is_main and resume is None:
         write_json(out / "config.json", cfg.to_dict())
