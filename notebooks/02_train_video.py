@@ -27,7 +27,7 @@
 # %% tags=["parameters"]
 benchmark: str = "synthetic-video"  # synthetic-video (embedded) | synthia-seq2cityscapes-seq | viper2cityscapes-seq
 backbone: str = "vit"  # vit (DAFormer head on MiT) | cnn (DeepLabV2 on ResNet)
-methods: str = "source_only,dacs,quadmix"  # comma-separated: source_only, oracle, dacs, quadmix
+methods: str = "source_only,dacs,quadmix,oracle"  # comma-separated: source_only, oracle (target labels: the upper bound), dacs, quadmix
 profile: str = "demo"  # test | demo (CPU) | paper (the published recipe, GPU)
 steps: "Optional[int]" = None  # training steps; None: the profile's default
 data_root: "Optional[str]" = None  # folder holding the datasets; None: the synthetic cache
