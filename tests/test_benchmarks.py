@@ -47,7 +47,8 @@ def test_kernel_references_agree_with_the_vectorised_kernels(quick):
     k = quick["kernels"]
     for name in ("quadmix", "class_mask", "class_prototypes"):
         assert k[name]["identical_outputs"] is True, name
-        assert k[name]["vectorised_ms"]["median"] > 0 and k[name]["speedup_loop_over_vectorised"] > 0
+        # both sides were timed (the ratio itself is a measurement, not asserted: CPU contention)
+        assert k[name]["vectorised_ms"]["median"] > 0 and k[name]["loop_ms"]["median"] > 0
     shares = k["quadmix"]["changed_label_share"]  # the masks are not trivial: every path pastes
     assert all(0.0 < v < 1.0 for v in shares.values()), shares
 
