@@ -20,6 +20,8 @@ a combined metrics.json and copies of each run's metrics.json and run.json under
 """
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import math
@@ -287,6 +289,28 @@ def ensure_run(cfg: Config, runs_root: str | os.PathLike = "runs", device: str =
     from udass.train import train
 
     out = run_dir(cfg, runs_root)
+    with _run_lock(out):  # two notebooks (or processes) asking for one run: one trains, one waits
+        return _ensure_run_locked(cfg, out, device, progress)
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path):
+    """An exclusive lock on a run folder (`fcntl.flock` on `<run>.lock` beside it), held while
+    the run is checked and trained."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"{out.name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _ensure_run_locked(cfg: Config, out: Path, device: str, progress: bool) -> dict[str, Any]:
+    from udass.train import train
+
     rec = finished_record(cfg, out)
     reused = rec is not None
     if rec is None:
