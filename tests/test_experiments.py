@@ -270,3 +270,17 @@ def test_bar_rows_keep_ours_and_the_papers_source_and_quadmix_of_the_backbone():
     table = comparison_table([], "viper2cityscapes-seq")
     rows = ux._bar_rows(table, "vit")
     assert [r["method"] for r in rows] == ["Source", "QuadMix(ViT)"]
+
+
+def test_results_summary_reads_the_tables_and_computes_the_gap_closed(tmp_path):
+    folder = tmp_path / "results" / "02_train_video" / "synthetic-video" / "vit"
+    folder.mkdir(parents=True)
+    rec = lambda m, s: {"miou": m, "miou_std": s, "miou_per_seed": [m - 1, m + 1],  # noqa: E731
+                        "teacher": {"miou": m - 2, "miou_std": None}}
+    (folder / "metrics.json").write_text(json.dumps({"seeds": [0, 1], "methods": {
+        "source_only": rec(30.0, 1.0), "dacs": rec(50.0, 2.0), "quadmix": rec(60.0, 1.5),
+        "oracle": rec(70.0, 0.5)}}))
+    text = ux.results_summary(tmp_path / "results")
+    assert "### synthetic-video, vit (02_train_video, seeds 0, 1)" in text
+    assert "| dacs | 49.0, 51.0 | 50.0 ± 2.0 | 48.0 | 50% |" in text
+    assert "| quadmix | 59.0, 61.0 | 60.0 ± 1.5 | 58.0 | 75% |" in text
