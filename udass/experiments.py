@@ -1062,7 +1062,7 @@ network (the EMA teacher's numbers are in each metrics.json), mean ± sample std
 """
 
 
-def _mean_std(rec: Mapping[str, Any]) -> str:
+def _fmt_miou(rec: Mapping[str, Any]) -> str:
     m, sd = rec.get("miou"), rec.get("miou_std")
     if m is None:
         return "—"
@@ -1095,8 +1095,8 @@ def results_summary(results_dir: Path) -> str:
                     if so is not None and orc is not None and orc != so and r.get("miou") is not None:
                         gap = f"{100 * (r['miou'] - so) / (orc - so):.0f}%"
                     per_seed = ", ".join(f"{v:.1f}" for v in r.get("miou_per_seed", []))
-                    parts.append(f"| {name} | {per_seed} | {_mean_std(r)} | "
-                                 f"{_mean_std(r.get('teacher') or {})} | {gap} |")
+                    parts.append(f"| {name} | {per_seed} | {_fmt_miou(r)} | "
+                                 f"{_fmt_miou(r.get('teacher') or {})} | {gap} |")
                 table = path.parent / "table.md"
                 parts.append(f"\nPer-class IoU: `{table.relative_to(results_dir.parent)}`; "
                              f"reproduce with `papermill notebooks/{nb}.ipynb out.ipynb -k python3 "
@@ -1111,7 +1111,7 @@ def results_summary(results_dir: Path) -> str:
         for name, r in d.get("methods", {}).items():
             per_seed = ", ".join(f"{v:.1f}" for v in r.get("miou_per_seed", []))
             parts.append(f"| {name} | {ablation_setting(name) if name in ABLATIONS else ''} | "
-                         f"{per_seed} | {_mean_std(r)} |")
+                         f"{per_seed} | {_fmt_miou(r)} |")
         parts.append("\nReproduce with `papermill notebooks/03_ablation.ipynb out.ipynb -k python3`.\n")
     return "\n".join(parts) + "\n"
 
