@@ -284,3 +284,23 @@ def test_results_summary_reads_the_tables_and_computes_the_gap_closed(tmp_path):
     assert "### synthetic-video, vit (02_train_video, seeds 0, 1)" in text
     assert "| dacs | 49.0, 51.0 | 50.0 ± 2.0 | 48.0 | 50% |" in text
     assert "| quadmix | 59.0, 61.0 | 60.0 ± 1.5 | 58.0 | 75% |" in text
+    assert "- quadmix − dacs, paired by seed: +10.0, +10.0 (mean +10.0, std 0.0)" in text
+
+
+def test_summary_command_keeps_the_hand_written_analysis(tmp_path):
+    folder = tmp_path / "results" / "02_train_video" / "synthetic-video" / "vit"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"seeds": [0], "methods": {
+        "dacs": {"miou": 50.0, "miou_per_seed": [50.0]}}}))
+    out = tmp_path / "results-synthetic.md"
+    args = ["summary", "--results-dir", str(tmp_path / "results"), "--out", str(out)]
+    assert ux.main(args) == 0
+    first = out.read_text()
+    assert "| dacs | 50.0 |" in first and first.rstrip().endswith(ux.ANALYSIS_MARKER)
+    out.write_text(first + "\n## Why\n\nhand-written text\n")
+    (folder / "metrics.json").write_text(json.dumps({"seeds": [0], "methods": {
+        "dacs": {"miou": 55.0, "miou_per_seed": [55.0]}}}))
+    assert ux.main(args) == 0
+    second = out.read_text()
+    assert "| dacs | 55.0 |" in second and "| dacs | 50.0 |" not in second
+    assert second.count(ux.ANALYSIS_MARKER) == 1 and second.endswith("## Why\n\nhand-written text\n")

@@ -1034,7 +1034,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from udass.io import write_text
 
         out = anchor(a.out)
-        write_text(out, results_summary(anchor(a.results_dir)))
+        text = results_summary(anchor(a.results_dir))
+        kept = out.read_text().split(ANALYSIS_MARKER, 1) if out.is_file() else []
+        text += "\n" + ANALYSIS_MARKER + (kept[1] if len(kept) == 2 else "\n")
+        write_text(out, text)
         print(out)
         return 0
     try:
@@ -1069,6 +1072,27 @@ def _fmt_miou(rec: Mapping[str, Any]) -> str:
     return f"{m:.1f} ± {sd:.1f}" if sd is not None else f"{m:.1f}"
 
 
+ANALYSIS_MARKER = "<!-- written by hand below this line; `summary` keeps it -->"
+
+
+def _paired_lines(methods: Mapping[str, Any], seeds: Sequence[Any]) -> list[str]:
+    """Per-seed differences of consecutive methods of the ordering (runs of one seed share the
+    data order and initialisation, so a paired difference is less noisy than two spreads)."""
+    if len(seeds) < 2:
+        return []
+    out = []
+    for a, b in (("dacs", "source_only"), ("quadmix", "dacs")):
+        ra, rb = methods.get(a) or {}, methods.get(b) or {}
+        va, vb = ra.get("miou_per_seed") or [], rb.get("miou_per_seed") or []
+        if len(va) != len(seeds) or len(vb) != len(seeds) or None in va or None in vb:
+            continue
+        diffs = [x - y for x, y in zip(va, vb)]
+        mean, sd = _mean_std(diffs)
+        out.append(f"- {a} − {b}, paired by seed: {', '.join(f'{d:+.1f}' for d in diffs)} "
+                   f"(mean {mean:+.1f}, std {sd:.1f})")
+    return ([""] + out) if out else []
+
+
 def results_summary(results_dir: Path) -> str:
     """The Markdown of docs/results-synthetic.md: the method tables of 01/02 and the ablation of
     03 on the synthetic benchmarks, read from results/*/metrics.json."""
@@ -1097,6 +1121,7 @@ def results_summary(results_dir: Path) -> str:
                     per_seed = ", ".join(f"{v:.1f}" for v in r.get("miou_per_seed", []))
                     parts.append(f"| {name} | {per_seed} | {_fmt_miou(r)} | "
                                  f"{_fmt_miou(r.get('teacher') or {})} | {gap} |")
+                parts.extend(_paired_lines(methods, d.get("seeds", [])))
                 table = path.parent / "table.md"
                 parts.append(f"\nPer-class IoU: `{table.relative_to(results_dir.parent)}`; "
                              f"reproduce with `papermill notebooks/{nb}.ipynb out.ipynb -k python3 "
