@@ -77,8 +77,14 @@ def test_resume_after_stop_is_bit_identical(tmp_path):
     # two runs with one seed give identical metrics (determinism)
     assert _metrics(a) == _metrics(b)
     # log rows are continuous, none duplicated across the stop
-    steps = [int(r.split(",")[0]) for r in (b / "log.csv").read_text().splitlines()[1:]]
+    rows = (b / "log.csv").read_text().splitlines()
+    steps = [int(r.split(",")[0]) for r in rows[1:]]
     assert steps == [1, 2, 3, 4]
+    # run.json's training time covers the steps of both calls (every step is logged here)
+    col = rows[0].split(",").index("seconds")
+    logged = sum(float(r.split(",")[col]) for r in rows[1:])
+    spent = json.loads((b / "run.json").read_text())["train_seconds"]
+    assert logged > 0 and abs(spent - logged) <= 0.06 + 0.01 * logged
 
 
 def test_other_config_on_existing_out_is_an_error_and_finished_out_reevaluates(tmp_path):

@@ -257,6 +257,7 @@ class Trainer:
         self._datasets: dict[str, Dataset] = {}
         self._long_tail: tuple[int, ...] | None = None
         self.wall_start = time.time()
+        self.train_seconds = 0.0  # time inside train steps, over every call (kept in checkpoints)
 
     # ------------------------------------------------------------------ set-up
     def _resolve_data_root(self, data_root: str | Path | None) -> Path:
@@ -562,6 +563,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "templates": templates, "rng": {"torch": torch.get_rng_state()},
             "long_tail": self._long_tail, "udass_version": library_versions()["udass"],
+            "train_seconds": self.train_seconds,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -572,6 +574,7 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         self._long_tail = tuple(state["long_tail"]) if state.get("long_tail") is not None else None
         tpl = state.get("templates")
         if tpl is not None and len(tpl) == self.dist.world_size:
@@ -632,6 +635,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 values = self.train_step(next(src_iter), target)
                 values["seconds"] = time.perf_counter() - t0
+                self.train_seconds += values["seconds"]
                 if log is not None and (self.step % cfg.train.log_every == 0 or self.step == end):
                     log.write(self.step, values)
                 bar.set_postfix(loss=f"{values['loss_total']:.3f}", refresh=False)
@@ -697,7 +701,7 @@ class Trainer:
             "device": device_description(self.device), "world_size": self.dist.world_size,
             "init": self.init_note, "long_tail": list(self._long_tail) if self._long_tail else None,
             "wall_seconds_this_call": round(time.time() - self.wall_start, 1),
-            "train_seconds": round(_sum_log_seconds(self.out / "log.csv"), 1),
+            "train_seconds": round(self.train_seconds, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "step": self.step, "miou": rec.get("miou") if rec else None,
         }
@@ -749,17 +753,6 @@ class _LogWriter:
 
 def _fmt(v: float | None) -> str:
     return "" if v is None else f"{v:.6g}"
-
-
-def _sum_log_seconds(path: Path) -> float:
-    if not path.exists():
-        return 0.0
-    total = 0.0
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("seconds"):
-                total += float(row["seconds"])
-    return total
 
 
 # ----------------------------------------------------------------------------------- state utils
