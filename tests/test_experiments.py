@@ -190,6 +190,8 @@ def test_reproduce_plan_order_and_selection(tmp_path, monkeypatch):
         ("03_ablation", "synthetic-video", "vit"), ("04_qualitative", "synthetic-video", "vit"),
         ("05_tsne", "synthetic-video", "vit")]
     assert {j.parameters["profile"] for j in jobs} == {"demo"}
+    # the headline video table runs five seeds, the other tables their notebook's default
+    assert [j.parameters.get("seeds") for j in jobs] == [None] * 4 + ["0,1,2,3,4"] + [None] * 3
     assert [j.notebook for j in ux.reproduce_plan("demo", only="02,05_tsne")] == [
         "02_train_video", "02_train_video", "05_tsne"]
     with pytest.raises(UdassError, match="--only"):
@@ -304,3 +306,23 @@ def test_summary_command_keeps_the_hand_written_analysis(tmp_path):
     second = out.read_text()
     assert "| dacs | 55.0 |" in second and "| dacs | 50.0 |" not in second
     assert second.count(ux.ANALYSIS_MARKER) == 1 and second.endswith("## Why\n\nhand-written text\n")
+
+
+def test_results_index_counts_the_runs_behind_the_tables(tmp_path):
+    results = tmp_path / "results"
+    old = {"config": {"train": {"method": "dacs"}}, "finished": "2026-01-01T10:00:00+0000",
+           "wall_seconds_this_call": 100.0}
+    new = {"config": {"train": {"method": "quadmix"}}, "finished": "2026-01-01T12:00:30+0000",
+           "wall_seconds_this_call": 20.0}
+    for nb, name, rec in (("02_train_video", "dacs-s0", old), ("03_ablation", "classmix-s0", old),
+                          ("02_train_video", "quadmix-s0", new)):
+        folder = results / nb / "synthetic-video" / "vit" / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps(rec))
+    (results / "reproduce.json").write_text(json.dumps({
+        "profile": "demo", "wall_seconds": 60.0, "finished": "2026-01-01T12:01:00+0000",
+        "notebooks": []}))
+    text = ux.write_results_index(results).read_text()
+    # the dacs run appears twice (table and ablation) but is one run, trained before the call
+    assert ("Runs behind these tables: 2; that call trained 1 and reused 1 from runs/. Their "
+            "recorded wall times add up to 2 min 00 s") in text
