@@ -190,8 +190,8 @@ def test_reproduce_plan_order_and_selection(tmp_path, monkeypatch):
         ("03_ablation", "synthetic-video", "vit"), ("04_qualitative", "synthetic-video", "vit"),
         ("05_tsne", "synthetic-video", "vit")]
     assert {j.parameters["profile"] for j in jobs} == {"demo"}
-    # the headline video table runs five seeds, the other tables their notebook's default
-    assert [j.parameters.get("seeds") for j in jobs] == [None] * 4 + ["0,1,2,3,4"] + [None] * 3
+    # the video tables run five (vit) and three (cnn) seeds, the others their notebook's default
+    assert [j.parameters.get("seeds") for j in jobs] == [None] * 3 + ["0,1,2", "0,1,2,3,4"] + [None] * 3
     assert [j.notebook for j in ux.reproduce_plan("demo", only="02,05_tsne")] == [
         "02_train_video", "02_train_video", "05_tsne"]
     with pytest.raises(UdassError, match="--only"):
