@@ -326,3 +326,16 @@ def test_results_index_counts_the_runs_behind_the_tables(tmp_path):
     # the dacs run appears twice (table and ablation) but is one run, trained before the call
     assert ("Runs behind these tables: 2; that call trained 1 and reused 1 from runs/. Their "
             "recorded wall times add up to 2 min 00 s") in text
+
+
+def test_results_summary_lists_the_ablation_of_each_backbone(tmp_path):
+    for bb, seeds in (("vit", [0, 1, 2]), ("cnn", [0])):
+        folder = tmp_path / "results" / "03_ablation" / "synthetic-video" / bb
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"seeds": seeds, "methods": {
+            "intra+stt": {"miou": 40.0 + len(seeds), "miou_per_seed": [40.0 + len(seeds)] * len(seeds)}}}))
+    text = ux.results_summary(tmp_path / "results")
+    vit, cnn = text.index("## Ablation (synthetic-video, vit, seeds 0, 1, 2)"), \
+        text.index("## Ablation (synthetic-video, cnn, seeds 0)")
+    assert vit < cnn and "| intra+stt | quadmix: quadmix.paths=ss,tt,stt" in text[cnn:]
+    assert "| 41.0 | 41.0 |" in text[cnn:] and "-p backbone cnn -p seeds 0`" in text

@@ -1164,17 +1164,21 @@ def results_summary(results_dir: Path) -> str:
                              f"reproduce with `papermill notebooks/{nb}.ipynb out.ipynb -k python3 "
                              f"-p benchmark {bm} -p backbone {bb} -p seeds "
                              f"{','.join(map(str, d.get('seeds', [0])))}`.\n")
-    abl = results_folder(results_dir, "03_ablation", "synthetic-video", "vit") / "metrics.json"
-    if abl.exists():
+    for bb in ("vit", "cnn"):
+        abl = results_folder(results_dir, "03_ablation", "synthetic-video", bb) / "metrics.json"
+        if not abl.exists():
+            continue
         d = json.loads(abl.read_text())
-        parts.append("## Ablation (synthetic-video, vit)\n")
+        seeds = d.get("seeds", [])
+        parts.append(f"## Ablation (synthetic-video, {bb}, seeds {', '.join(map(str, seeds))})\n")
         parts.append("| row | setting | mIoU student (per seed) | mean ± std |")
         parts.append("|---|---|---|---:|")
         for name, r in d.get("methods", {}).items():
             per_seed = ", ".join(f"{v:.1f}" for v in r.get("miou_per_seed", []))
             parts.append(f"| {name} | {ablation_setting(name) if name in ABLATIONS else ''} | "
                          f"{per_seed} | {_fmt_miou(r)} |")
-        parts.append("\nReproduce with `papermill notebooks/03_ablation.ipynb out.ipynb -k python3`.\n")
+        parts.append(f"\nReproduce with `papermill notebooks/03_ablation.ipynb out.ipynb -k python3 "
+                     f"-p backbone {bb} -p seeds {','.join(map(str, seeds or [0, 1, 2]))}`.\n")
     return "\n".join(parts) + "\n"
 
 
