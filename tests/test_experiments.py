@@ -187,11 +187,12 @@ def test_reproduce_plan_order_and_selection(tmp_path, monkeypatch):
         ("00_quadmix_explorer", "synthetic-video", "vit"),
         ("01_train_image", "synthetic-image", "cnn"), ("01_train_image", "synthetic-image", "vit"),
         ("02_train_video", "synthetic-video", "cnn"), ("02_train_video", "synthetic-video", "vit"),
-        ("03_ablation", "synthetic-video", "vit"), ("04_qualitative", "synthetic-video", "vit"),
-        ("05_tsne", "synthetic-video", "vit")]
+        ("03_ablation", "synthetic-video", "vit"), ("03_ablation", "synthetic-video", "cnn"),
+        ("04_qualitative", "synthetic-video", "vit"), ("05_tsne", "synthetic-video", "vit")]
     assert {j.parameters["profile"] for j in jobs} == {"demo"}
     # the video tables run five (vit) and three (cnn) seeds, the others their notebook's default
-    assert [j.parameters.get("seeds") for j in jobs] == [None] * 3 + ["0,1,2", "0,1,2,3,4"] + [None] * 3
+    assert [j.parameters.get("seeds") for j in jobs] == \
+        [None] * 3 + ["0,1,2", "0,1,2,3,4", None, "0", None, None]
     assert [j.notebook for j in ux.reproduce_plan("demo", only="02,05_tsne")] == [
         "02_train_video", "02_train_video", "05_tsne"]
     with pytest.raises(UdassError, match="--only"):
