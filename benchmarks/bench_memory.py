@@ -46,8 +46,6 @@ def _rss_mib() -> float:
 
 def measure_one(backbone: str, method: str, profile: str, steps: int, device: str) -> dict[str, Any]:
     """In THIS process (call it in a fresh one): build, pre-load, run `steps` train_steps."""
-    from bench_step import preload_batches
-
     from udass.config import build_config
     from udass.train import Trainer
 
@@ -57,7 +55,7 @@ def measure_one(backbone: str, method: str, profile: str, steps: int, device: st
         trainer = Trainer(cfg, tmp, device=device, progress=False)
         if method == "quadmix":
             _ = trainer.long_tail
-        batches = preload_batches(trainer, steps)
+        batches = trainer.batches(steps)
         cuda = trainer.device.type == "cuda"
         if cuda:
             torch.cuda.synchronize()

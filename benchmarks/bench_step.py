@@ -176,19 +176,6 @@ def build_trainers(backbone: str, variant: str | None, profile: str, device: str
     return trainers
 
 
-def preload_batches(trainer: Any, steps: int) -> list[tuple[Any, Any]]:
-    """The (source, target) batches of steps 0..steps-1, as the trainer's samplers draw them."""
-    from udass.data.clip import collate_clips
-    from udass.train import StepBatchSampler
-
-    cfg = trainer.cfg
-    src, tgt = trainer.dataset("source"), trainer.dataset("target")
-    s_sampler = StepBatchSampler(len(src), cfg.data.batch_source, cfg.train.seed + 1, 0, steps)
-    t_sampler = StepBatchSampler(len(tgt), cfg.data.batch_target, cfg.train.seed, 0, steps)
-    return [(collate_clips([src[i] for i in s_idx]), collate_clips([tgt[i] for i in t_idx]))
-            for s_idx, t_idx in zip(s_sampler, t_sampler)]
-
-
 def _clone(batch: Any) -> Any:
     return dataclasses.replace(batch, frames=batch.frames.clone(), flows=batch.flows.clone(),
                                labels=None if batch.labels is None else batch.labels.clone())
@@ -202,7 +189,7 @@ def measure_backbone(backbone: str, variant: str | None, profile: str, steps: in
         trainers = build_trainers(backbone, variant, profile, device, Path(tmp))
         q = trainers["quadmix"]
         _ = q.long_tail  # computed once from the source split, as before the trainer's clock starts
-        batches = preload_batches(q, warmup + steps)
+        batches = q.batches(warmup + steps)
         for t in trainers.values():
             instrument(t, sync)
         step_s: dict[str, list[float]] = {m: [] for m in METHODS}

@@ -576,18 +576,6 @@ def explorer_figure(capture: Mapping[str, Any], benchmark: str, sample: int = 0)
     return fig
 
 
-def _batches(trainer: Any, iterations: int) -> list[tuple[Any, Any]]:
-    """The trainer's own source and target batches of its first `iterations` steps."""
-    from udass.train import StepBatchSampler
-
-    cfg = trainer.cfg
-    src, tgt = trainer.dataset("source"), trainer.dataset("target")
-    s_sampler = StepBatchSampler(len(src), cfg.data.batch_source, cfg.train.seed + 1, 0, iterations)
-    t_sampler = StepBatchSampler(len(tgt), cfg.data.batch_target, cfg.train.seed, 0, iterations)
-    return [(_batch(src, s_sampler.indices_for_step(k)), _batch(tgt, t_sampler.indices_for_step(k)))
-            for k in range(iterations)]
-
-
 def quadmix_explorer(notebook: str = "00_quadmix_explorer", benchmark: Any = "synthetic-video",
                      backbone: Any = "vit", methods: Any = "quadmix", profile: Any = "demo",
                      steps: Any = None, data_root: Any = None, seeds: Any = "0",
@@ -622,7 +610,7 @@ def quadmix_explorer(notebook: str = "00_quadmix_explorer", benchmark: Any = "sy
     out_dir = results_folder(p.results_dir, notebook, p.benchmark, p.backbone)
     trainer = Trainer(cfg, p.runs_root / "explorer-scratch", device=p.device, progress=False)
     captures, losses, figures = [], [], {}
-    for k, (source, target) in enumerate(_batches(trainer, n_iter), start=1):
+    for k, (source, target) in enumerate(trainer.batches(n_iter), start=1):
         trainer.capture = {}
         losses.append({n: round(v, 5) for n, v in trainer.train_step(source, target).items()})
         captures.append(trainer.capture)

@@ -43,7 +43,7 @@ from udass.data.protocols import IGNORE, Benchmark, get_benchmark
 from udass.data.transforms import random_crop, random_hflip
 from udass.errors import UdassError
 from udass.io import write_json
-from udass.runtime import (DistInfo, barrier, device_description, git_commit, init_distributed,
+from udass.runtime import (barrier, device_description, git_commit, init_distributed,
                            library_versions, set_determinism, step_seed)
 
 # Config keys that control a run but not what it computes: they may differ on resume.
@@ -607,22 +607,34 @@ class Trainer:
             return self.finish()
         return None
 
+    def sampler(self, domain: str, start: int, end: int) -> StepBatchSampler:
+        """The batch sampler of `domain` ("source" or "target") for steps start..end-1 on this
+        rank: the source draws with seed + 1, the target with seed."""
+        cfg = self.cfg
+        batch = cfg.data.batch_source if domain == "source" else cfg.data.batch_target
+        seed = cfg.train.seed + (1 if domain == "source" else 0)
+        return StepBatchSampler(len(self.dataset(domain)), batch, seed, start, end,
+                                self.dist.rank, self.dist.world_size)
+
+    def batches(self, steps: int) -> list[tuple[ClipBatch, ClipBatch]]:
+        """The collated (source, target) batches of steps 0..steps-1, as training draws them
+        (before crop and flip), loaded in this process: for tools that replay a run's first
+        steps (the QuadMix explorer, the step benchmarks)."""
+        src, tgt = self.dataset("source"), self.dataset("target")
+        return [(collate_clips([src[i] for i in s]), collate_clips([tgt[i] for i in t]))
+                for s, t in zip(self.sampler("source", 0, steps), self.sampler("target", 0, steps))]
+
     def _train_until(self, end: int) -> None:
         from tqdm import tqdm
 
         cfg, d = self.cfg, self.dist
         pin = self.device.type == "cuda"
-        tgt_ds = self.dataset("target")
-        tgt = _loader(tgt_ds, StepBatchSampler(len(tgt_ds), cfg.data.batch_target, cfg.train.seed,
-                                               self.step, end, d.rank, d.world_size),
+        tgt = _loader(self.dataset("target"), self.sampler("target", self.step, end),
                       cfg.data.num_workers, pin)
         if self.method == "oracle":
             src_iter: Iterator[Any] = iter(lambda: None, 1)
         else:
-            src_ds = self.dataset("source")
-            src_iter = iter(_loader(src_ds, StepBatchSampler(len(src_ds), cfg.data.batch_source,
-                                                             cfg.train.seed + 1, self.step, end,
-                                                             d.rank, d.world_size),
+            src_iter = iter(_loader(self.dataset("source"), self.sampler("source", self.step, end),
                                     cfg.data.num_workers, pin))
             if self.method == "quadmix":
                 _ = self.long_tail  # computed once, before the clock starts
