@@ -64,3 +64,19 @@ def test_blur_kernel_rule_and_constant_images():
     small, large = gaussian_blur(x, torch.tensor([0.3])), gaussian_blur(x, torch.tensor([1.1]))
     assert large[..., 10, 10].max() < small[..., 10, 10].min()
     assert torch.allclose(large.sum(dim=(-2, -1)), torch.ones(1, 1, 3), atol=1e-5)
+
+
+def test_hue_wrap_matches_the_remainder_formula_at_the_extremes():
+    """The hue wraps are conditional adds, not torch.remainder: the same bits, hue shifts of
+    +-0.5 included (the ends of the documented range), flat (gray) pixels too."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 2, 3, 16, 24, generator=g)
+    x[:, :, :, :4, :4] = 0.5  # flat pixels: hue 0
+    hsv = rgb_to_hsv(x)
+    assert float(hsv[:, :, 0].min()) >= 0 and float(hsv[:, :, 0].max()) < 1
+    ones = torch.ones(4)
+    for shift in (0.5, -0.5, 0.3, -0.3):
+        hue = torch.full((4,), shift)
+        h = torch.remainder(hsv[:, :, :1] + shift, 1.0)
+        expected = hsv_to_rgb(torch.cat([h, hsv[:, :, 1:]], dim=2)).clamp(0, 1)
+        assert torch.equal(color_jitter(x, ones, ones, ones, hue), expected)

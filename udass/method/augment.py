@@ -84,8 +84,7 @@ def color_jitter(frames: Tensor, brightness: Tensor, contrast: Tensor, saturatio
     s = saturation.view(view)
     x = (s * x + (1 - s) * grayscale(x)).clamp(0, 1)
     hsv = rgb_to_hsv(x)
-    shift = float(hue.abs().max()) if hue.numel() else 0.0
-    hsv = torch.cat([_wrap_unit(hsv[:, :, :1] + hue.view(view), -shift, 1.0 + shift),
+    hsv = torch.cat([_wrap_unit(hsv[:, :, :1] + hue.view(view), -0.5, 1.5),  # hue in [-0.5, 0.5]
                      hsv[:, :, 1:]], dim=2)
     return hsv_to_rgb(hsv).clamp(0, 1)
 
