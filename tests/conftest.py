@@ -34,3 +34,13 @@ def tiny_image_root() -> Path:
     from udass.data.synthetic import ensure_synthetic_root
 
     return ensure_synthetic_root("synthetic-image", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules that train test-profile runs: one torch thread (on a shared machine, spinning
+    OpenMP threads of several processes slow each other down several-fold)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

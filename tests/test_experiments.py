@@ -12,18 +12,7 @@ from udass.config import ABLATIONS, build_config
 from udass.errors import UdassError
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The tiny test-profile runs need one thread; on a shared machine, spinning OpenMP threads
-    of several processes slow each other down several-fold."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------------- parameters

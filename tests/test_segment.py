@@ -17,18 +17,7 @@ from udass.errors import UdassError
 from udass.segment import SequencePredictor, colorize, list_frames, predict_sequence, segment
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The tiny test-profile runs need one thread; on a shared machine, spinning OpenMP threads
-    of several processes slow each other down several-fold."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
