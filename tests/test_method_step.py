@@ -6,7 +6,6 @@ import dataclasses
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from udass.config import AggregationConfig
 from udass.data.clip import pair_view

@@ -286,8 +286,6 @@ def ensure_run(cfg: Config, runs_root: str | os.PathLike = "runs", device: str =
     an unfinished one resumes from its last checkpoint; else the run is trained
     (`udass.train.train`). Returns the metrics.json record plus "run_dir" and "reused".
     """
-    from udass.train import train
-
     out = run_dir(cfg, runs_root)
     with _run_lock(out):  # two notebooks (or processes) asking for one run: one trains, one waits
         return _ensure_run_locked(cfg, out, device, progress)
@@ -455,6 +453,13 @@ def _group(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, 
     return groups
 
 
+def _kept_note(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not any(r.get("kept") for r in records):
+        return []
+    return ["rows marked 'earlier run' were not re-run by the call that wrote this table: read "
+            "from their committed metrics.json (commit shown)."]
+
+
 def _profile_note(profile: str, steps: Sequence[Any]) -> str:
     if profile == "paper":
         return "ours: the paper profile (docs/reproducing.md)."
@@ -524,9 +529,7 @@ def run_table(notebook: str = "02_train_video", benchmark: Any = "synthetic-vide
         "source 'ours: runs/<method>-s<seed>': copies of each run's metrics.json and run.json "
         "beside this table.",
     ]
-    if any(r.get("kept") for r in records):
-        table["notes"].append("rows marked 'earlier run' were not re-run by the call that wrote this "
-                              "table: read from their committed metrics.json (commit shown).")
+    table["notes"] += _kept_note(records)
     if not bm.is_video and not bm.synthetic:
         table["notes"].append("our image recipe is DAFormer-style single-resolution; the paper's "
                               "image numbers come from MIC + HRDA (multi-resolution crops, masked "
@@ -629,9 +632,7 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
         "rows: udass.config.ABLATIONS (METHOD.md section 5); the paper's ablation table was not "
         "available, so only our rows are shown.",
     ]
-    if any(r.get("kept") for r in records):
-        table["notes"].append("rows marked 'earlier run' were not re-run by the call that wrote this "
-                              "table: read from their committed metrics.json (commit shown).")
+    table["notes"] += _kept_note(records)
     md_path, csv_path = write_table(table, out_dir)
     combined = _combined(notebook, p, bm.name, records, network, bm.eval_class_names())
     write_json(out_dir / "metrics.json", combined)

@@ -1,7 +1,6 @@
 """Segmentation losses shared by every term of the method (METHOD.md sections 5 and 6)."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
