@@ -155,9 +155,13 @@ def build_optimizer(learner: Learner, cfg: Config) -> torch.optim.Optimizer:
     groups = [{"params": ps, "lr": o.lr * (o.head_lr_mult if head else 1.0),
                "weight_decay": 0.0 if nd else o.weight_decay, "role": "head" if head else "backbone"}
               for (head, nd), ps in sorted(buckets.items())]
+    # foreach: one multi-tensor kernel per update term instead of a Python loop over the
+    # parameters (torch picks it on CUDA, not on CPU); the same values, faster on CPU
     if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(groups, lr=o.lr, betas=(0.9, 0.999), weight_decay=o.weight_decay)
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                               foreach=True)
+    return torch.optim.AdamW(groups, lr=o.lr, betas=(0.9, 0.999), weight_decay=o.weight_decay,
+                             foreach=True)
 
 
 # ----------------------------------------------------------------------------------- helpers

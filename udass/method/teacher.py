@@ -181,5 +181,6 @@ def pseudo_label(model: nn.Module, frames: Tensor, flows: Tensor, threshold: flo
     else:
         probs = probs_t
         valid = torch.zeros(b, *frames.shape[-2:], dtype=torch.bool, device=frames.device)
-    conf, labels = torch.stack([probs, probs_prev], dim=1).max(dim=2)
+    (conf_t, lab_t), (conf_p, lab_p) = probs.max(dim=1), probs_prev.max(dim=1)  # no [B, 2, C, H, W] copy
+    conf, labels = torch.stack([conf_t, conf_p], dim=1), torch.stack([lab_t, lab_p], dim=1)
     return PseudoLabels(labels, conf, dacs_weight(conf, threshold), valid)
