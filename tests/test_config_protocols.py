@@ -61,3 +61,35 @@ def test_evaluation_subsets():
     syn = BENCHMARKS["synthia2cityscapes"]
     assert len(syn.subsets["miou_16"]) == 16 and len(syn.subsets["miou_13"]) == 13
     assert len(BENCHMARKS["viper2cityscapes-seq"].eval_classes) == 15
+
+
+@pytest.mark.parametrize("bench,backbone,method,profile,over", [
+    ("synthetic-video", "vit", "quadmix", "demo", {}),
+    ("synthetic-video", "cnn", "dacs", "demo", {"train.steps": 40, "quadmix.paths": ("ss", "tss"),
+                                               "aggregation.weight": 0.003, "feature_mix.enabled": False}),
+    ("synthetic-image", "vit", "quadmix", "test", {"quadmix.paths": (), "data.crop_size": (32, 48),
+                                                   "train.checkpoint_every": 3, "train.seed": 4}),
+    ("viper2cityscapes-seq", "vit", "quadmix", "paper", {"data.data_root": "/data/my datasets",
+                                                          "teacher.pseudo_threshold": 0.9}),
+    ("gtav2cityscapes", "cnn", "source_only", "paper", {"model.pretrained": "WEIGHTS",
+                                                       "train.init_checkpoint": "/c/ckpt.pt"}),
+])
+def test_train_command_parses_back_to_the_same_config(bench, backbone, method, profile, over, tmp_path):
+    """run.json's `reproduce` line, fed to the real `udass train` parser, rebuilds the config."""
+    import shlex
+
+    if over.get("model.pretrained") == "WEIGHTS":  # the CLI checks that the file exists
+        (tmp_path / "resnet 101.pth").write_bytes(b"")
+        over = {**over, "model.pretrained": str(tmp_path / "resnet 101.pth")}
+
+    from udass.cli import build_parser
+    from udass.config import train_command
+    from udass.train import config_from_args
+
+    cfg = build_config(bench, backbone, method, profile, over)
+    line = train_command(cfg, "runs/my run")
+    argv = shlex.split(line)
+    assert argv[:2] == ["udass", "train"] and argv[-2:] == ["--out", "runs/my run"]
+    a = build_parser().parse_args(argv[1:])
+    assert config_from_args(a) == cfg, config_diff(config_from_args(a), cfg)
+    assert sum(arg == "--set" for arg in argv) <= len(over)  # only what differs from the preset

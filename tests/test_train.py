@@ -51,6 +51,7 @@ def test_every_method_trains_and_writes_its_outputs(tmp_path, method, backbone, 
         assert 0.0 <= m["temporal_consistency"] <= 100.0
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["train"]["method"] == method and run["versions"]["torch"]
+    assert run["reproduce"].startswith(f"udass train --benchmark {benchmark} --backbone {backbone} --method {method}")
     log = (out / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,lr,loss_total") and len(log) == 5
     assert [s for s, _ in ckpt.list_checkpoints(out)][-1] == 4

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
+import shlex
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -421,3 +423,45 @@ def ablation(name: str) -> tuple[str, Mapping[str, Any]]:
 def closest(name: str, choices: list[str]) -> str | None:
     m = difflib.get_close_matches(name, choices, n=1)
     return m[0] if m else None
+
+
+# ------------------------------------------------------------------------- the command line
+_CLI_FLAGS = {"train.steps": "--steps", "train.checkpoint_every": "--checkpoint-every",
+              "data.data_root": "--data-root", "data.flow_root": "--flow-root",
+              "model.pretrained": "--pretrained"}
+_CLI_POSITIONAL = ("data.benchmark", "model.backbone", "train.method", "train.profile", "train.seed")
+
+
+def _cli_value(value: Any) -> str:
+    """A config value as `--set` / parse_value reads it back."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(_cli_value(v) for v in value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def train_command(cfg: Config, out: str | os.PathLike) -> str:
+    """The `udass train` command line that builds `cfg` and writes to `out`.
+
+    The preset's choices as flags, then every field that differs from the preset of that
+    benchmark x backbone x method x profile as a flag (--steps, --data-root, ...) or
+    `--set key=value`; parsing it back gives `cfg` again (tested). run.json records it, so a run
+    trained from a notebook or from Python says how to train it again from a shell.
+    """
+    base = build_config(cfg.data.benchmark, cfg.model.backbone, cfg.train.method, cfg.train.profile)
+    args = ["udass", "train", "--benchmark", cfg.data.benchmark, "--backbone", cfg.model.backbone,
+            "--method", cfg.train.method, "--profile", cfg.train.profile, "--seed", str(cfg.train.seed)]
+    for key in all_keys(cfg):
+        if key in _CLI_POSITIONAL:
+            continue
+        sec, name = key.split(".", 1)
+        value = getattr(getattr(cfg, sec), name)
+        paper_scratch = key == "model.pretrained" and value is None and cfg.train.profile == "paper"
+        if value == getattr(getattr(base, sec), name) and not paper_scratch:
+            continue
+        flag = _CLI_FLAGS.get(key)
+        args += [flag, _cli_value(value)] if flag else ["--set", f"{key}={_cli_value(value)}"]
+    return shlex.join([*args, "--out", os.fspath(out)])

@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from udass import checkpoint as ckpt
-from udass.config import Config, build_config, config_diff, config_from_dict, parse_set_args
+from udass.config import (Config, build_config, config_diff, config_from_dict, parse_set_args,
+                          train_command)
 from udass.data.clip import ClipBatch, collate_clips, pair_view
 from udass.data.flow import resize_flow, warp, warp_valid_mask
 from udass.data.protocols import IGNORE, Benchmark, get_benchmark
@@ -713,7 +714,8 @@ class Trainer:
     def write_run_json(self, rec: dict[str, Any] | None = None) -> None:
         info = {
             "config": self.cfg.to_dict(), "data_root": str(self.data_root),
-            "command": " ".join(sys.argv), "commit": git_commit(), "versions": library_versions(),
+            "command": " ".join(sys.argv), "reproduce": train_command(self.cfg, self.out),
+            "commit": git_commit(), "versions": library_versions(),
             "device": device_description(self.device), "world_size": self.dist.world_size,
             "init": self.init_note, "long_tail": list(self._long_tail) if self._long_tail else None,
             "wall_seconds_this_call": round(time.time() - self.wall_start, 1),
