@@ -199,8 +199,8 @@ def measure_backbone(backbone: str, variant: str | None, profile: str, steps: in
                 for m in METHODS[k % 3:] + METHODS[:k % 3]:  # the order rotates each step
                     prof = Profile()
                     _ACTIVE[0] = prof
-                    dt, _ = benchlib.time_once(
-                        lambda: trainers[m].train_step(_clone(source), _clone(target)), sync)
+                    src, tgt = _clone(source), _clone(target)  # copied before the clock starts
+                    dt, _ = benchlib.time_once(lambda: trainers[m].train_step(src, tgt), sync)
                     _ACTIVE[0] = None
                     if k >= warmup:
                         step_s[m].append(dt)
