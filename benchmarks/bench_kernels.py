@@ -15,6 +15,10 @@ of blocks (segments, not salt-and-pepper noise):
 - class_prototypes: `udass.method.aggregation.class_prototypes` of [B, 256, 128, 256] decoder
   features (1/4 of the crop, DAFormer's embedding) against a per-class loop (mean of the
   features where label == c, classes with >= 5 pixels); compared to float rounding (max |diff|).
+- strong_augment: `udass.method.augment.strong_augment` of [B, K, 3, H, W] clips, which runs the
+  colour jitter and the blur on the samples whose draw is on only, against the same functions
+  run on every sample and the drawn samples kept by torch.where (the straightforward form); both
+  sides get the same sequence of generator seeds, so the same draws, and are compared exactly.
 
 The vectorised and loop versions are called in turn (`--repeats` times each, after a warm-up);
 the figure is loop time / vectorised time (the speed-up), from the medians.
@@ -34,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
 from udass.method.aggregation import class_prototypes  # noqa: E402
+from udass.method.augment import color_jitter, gaussian_blur, strong_augment  # noqa: E402
 from udass.method.quadmix import MixedClip, quadmix  # noqa: E402
 from udass.method.teacher import PseudoLabels  # noqa: E402
 from udass.method.templates import class_mask, source_template, target_template  # noqa: E402
@@ -153,6 +158,27 @@ def prototypes_loop(features: Tensor, labels: Tensor, c: int, min_pixels: int = 
 
 
 # ----------------------------------------------------------------------------------- checks
+def augment_all_then_select(frames: Tensor, g: torch.Generator) -> Tensor:
+    """strong_augment's result computed the straightforward way: jitter and blur every sample,
+    keep the drawn ones (torch.where). The draws are strong_augment's, in its documented order."""
+    n = frames.shape[0]
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=g)  # noqa: E731
+    jitter_on = u(0, 1) < 0.8
+    factors = [u(0.8, 1.2) for _ in range(3)]
+    hue = u(-0.2, 0.2)
+    blur_on = u(0, 1) < 0.5
+    sigma = u(0.15, 1.15)
+    on = lambda m: m.view(-1, 1, 1, 1, 1)  # noqa: E731
+    x = torch.where(on(jitter_on), color_jitter(frames, *factors, hue), frames)
+    return torch.where(on(blur_on), gaussian_blur(x, sigma), x)
+
+
+def seeded(fn, frames: Tensor):
+    """fn(frames, generator) with generator seeds 0, 1, 2, ... on successive calls."""
+    calls = iter(range(10 ** 9))
+    return lambda: fn(frames, torch.Generator().manual_seed(next(calls)))
+
+
 def same_mixes(a: dict[str, MixedClip], b: dict[str, MixedClip]) -> bool:
     return a.keys() == b.keys() and all(
         torch.equal(getattr(a[p], f.name), getattr(b[p], f.name))
@@ -203,6 +229,15 @@ def run(quick: bool = False, repeats: int = 7) -> dict[str, Any]:
         repeats), bool(torch.equal(vv, vl)) and bool(torch.allclose(pv, pl, atol=1e-5, rtol=1e-5)),
         what=f"features [{b}, {d}, {fh}, {fw}], labels [{b}, {fh}, {fw}]",
         max_abs_difference=float((pv - pl).abs().max()), valid_classes=int(vv.sum()))
+
+    clips = torch.rand(b, k, 3, h, w, generator=g)
+    same = all(torch.equal(strong_augment(clips, torch.Generator().manual_seed(i)),
+                           augment_all_then_select(clips, torch.Generator().manual_seed(i)))
+               for i in range(8))
+    result["strong_augment"] = _entry(benchlib.interleaved(
+        {"vectorised": seeded(strong_augment, clips), "loop": seeded(augment_all_then_select, clips)},
+        max(repeats, 16)), same, what=f"clips [{b}, {k}, 3, {h}, {w}], the same draws on both sides "
+        "(seeds 0, 1, ...); 'loop' = every sample augmented, then torch.where by the draws")
     return result
 
 

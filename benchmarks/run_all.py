@@ -87,11 +87,16 @@ def kernel_rows(d: dict[str, Any]) -> list[list[str]]:
     s = d["size"]
     size = f"B={s['batch']}, K={s['frames']}, {s['width']}x{s['height']}, C={s['classes']}"
     rows = []
-    for key, label in (("quadmix", "four-path paste (template masks + quadmix)"),
-                       ("class_mask", "class_mask"), ("class_prototypes", "class_prototypes")):
+    for key, label, ref in (("quadmix", "four-path paste (template masks + quadmix)", "per-sample/per-class loop"),
+                            ("class_mask", "class_mask", "per-sample/per-class loop"),
+                            ("class_prototypes", "class_prototypes", "per-sample/per-class loop"),
+                            ("strong_augment", "strong_augment (drawn samples only)",
+                             "augmenting every sample, then selecting")):
+        if key not in d:  # a kernels.json written before the entry existed
+            continue
         r = d[key]
         same = "identical" if r["identical_outputs"] else "**DIFFERENT**"
-        rows.append([f"{label} vs per-sample/per-class loop, {size}",
+        rows.append([f"{label} vs {ref}, {size}",
                      f"{r['speedup_loop_over_vectorised']}x faster ({r['vectorised_ms']['median']} vs "
                      f"{r['loop_ms']['median']} ms; outputs {same})", "", ""])
     return rows

@@ -45,7 +45,7 @@ def quick(tmp_path_factory) -> dict:
 # ----------------------------------------------------------------------------------- kernels
 def test_kernel_references_agree_with_the_vectorised_kernels(quick):
     k = quick["kernels"]
-    for name in ("quadmix", "class_mask", "class_prototypes"):
+    for name in ("quadmix", "class_mask", "class_prototypes", "strong_augment"):
         assert k[name]["identical_outputs"] is True, name
         # both sides were timed (the ratio itself is a measurement, not asserted: CPU contention)
         assert k[name]["vectorised_ms"]["median"] > 0 and k[name]["loop_ms"]["median"] > 0
