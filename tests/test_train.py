@@ -88,6 +88,35 @@ def test_resume_after_stop_is_bit_identical(tmp_path):
     assert logged > 0 and abs(spent - logged) <= 0.06 + 0.01 * logged
 
 
+class _ComputedZero(float):
+    """A 0.0 that is truthy: the trainer computes L_trg and scales it by 0 instead of skipping it."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def test_zero_target_weight_skips_the_term_with_the_same_bits_as_scaling_it_by_zero(tmp_path):
+    import dataclasses
+
+    from udass.train import Trainer
+
+    confident = {"teacher.pseudo_threshold": 0.0}  # every pixel weighs 1: L_trg > 0 from step 0
+    cfg = _cfg("quadmix", "vit", **{"train.lambda_t": 0.0, **confident})
+    computed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lambda_t=_ComputedZero(0.0)))
+    one = _cfg("quadmix", "vit", **{"train.lambda_t": 1.0, **confident})
+    runs = {name: Trainer(c, tmp_path / name, device="cpu", progress=False)
+            for name, c in (("skipped", cfg), ("computed", computed), ("one", one))}
+    for source, target in runs["skipped"].batches(3):
+        logged = {name: t.train_step(source, target) for name, t in runs.items()}
+        assert logged["skipped"]["loss_trg"] == 0.0 and logged["one"]["loss_trg"] > 0
+        assert logged["skipped"] == logged["computed"]
+    for name in ("learner", "teacher"):
+        get = (lambda t: t.learner.state_dict()) if name == "learner" else (lambda t: t.teacher.state_dict())
+        a, b, c = (get(runs[n]) for n in ("skipped", "computed", "one"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+        assert not all(torch.equal(a[k], c[k]) for k in a), name  # the term does act when weighted
+
+
 def test_other_config_on_existing_out_is_an_error_and_finished_out_reevaluates(tmp_path):
     out = tmp_path / "run"
     cfg = _cfg("dacs", "vit")

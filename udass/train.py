@@ -463,8 +463,11 @@ class Trainer:
                 terms["loss_aux"] = cfg.train.aux_weight * wce(out["aux"][:B].float(), S.labels[:, 0])
                 loss = loss + terms["loss_aux"]
             if use_quadmix:
-                terms["loss_trg"] = cfg.train.lambda_t * wce(logits[B:], T.labels[:, 0], T.weights[:, 0])
-                loss = loss + terms["loss_trg"]
+                if cfg.train.lambda_t:
+                    terms["loss_trg"] = cfg.train.lambda_t * wce(logits[B:], T.labels[:, 0], T.weights[:, 0])
+                    loss = loss + terms["loss_trg"]
+                else:  # weight 0 (the demo recipe): logged as 0, not computed and scaled by 0
+                    terms["loss_trg"] = torch.zeros((), device=logits.device)
                 if cfg.aggregation.enabled:
                     terms["loss_agg"] = cfg.aggregation.weight * self._aggregation(out, S, T, pseudo, B)
                     loss = loss + terms["loss_agg"]
