@@ -158,15 +158,17 @@ def prototypes_loop(features: Tensor, labels: Tensor, c: int, min_pixels: int = 
 
 
 # ----------------------------------------------------------------------------------- checks
-def augment_all_then_select(frames: Tensor, g: torch.Generator) -> Tensor:
+def augment_all_then_select(frames: Tensor, g: torch.Generator, jitter_p: float = 0.8,
+                            blur_p: float = 0.5) -> Tensor:
     """strong_augment's result computed the straightforward way: jitter and blur every sample,
-    keep the drawn ones (torch.where). The draws are strong_augment's, in its documented order."""
+    keep the drawn ones (torch.where). The draws are strong_augment's (default jitter 0.2 and
+    blur sigma range), in its documented order."""
     n = frames.shape[0]
     u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=g)  # noqa: E731
-    jitter_on = u(0, 1) < 0.8
+    jitter_on = u(0, 1) < jitter_p
     factors = [u(0.8, 1.2) for _ in range(3)]
     hue = u(-0.2, 0.2)
-    blur_on = u(0, 1) < 0.5
+    blur_on = u(0, 1) < blur_p
     sigma = u(0.15, 1.15)
     on = lambda m: m.view(-1, 1, 1, 1, 1)  # noqa: E731
     x = torch.where(on(jitter_on), color_jitter(frames, *factors, hue), frames)

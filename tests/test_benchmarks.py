@@ -53,6 +53,27 @@ def test_kernel_references_agree_with_the_vectorised_kernels(quick):
     assert all(0.0 < v < 1.0 for v in shares.values()), shares
 
 
+def test_strong_augment_of_the_drawn_samples_equals_augmenting_all_and_selecting():
+    """strong_augment runs the jitter / blur on the samples whose draw is on only: the same bits
+    as running them on the whole batch and keeping the drawn samples (the benchmark's reference)."""
+    from udass.method.augment import strong_augment
+
+    g0 = torch.Generator().manual_seed(7)
+    clip = torch.rand(6, 2, 3, 24, 30, generator=g0)
+    clip[:, :, :, :4] = 0.5  # gray pixels (hue undefined) and channel ties
+    clip[:, :, 1, 4:8] = clip[:, :, 0, 4:8]
+    partial = 0
+    for seed in range(12):
+        out = strong_augment(clip, torch.Generator().manual_seed(seed), jitter_p=0.5, blur_p=0.5)
+        ref = bench_kernels.augment_all_then_select(clip, torch.Generator().manual_seed(seed), 0.5, 0.5)
+        assert torch.equal(out, ref), seed
+        assert not torch.equal(out, clip)
+        g = torch.Generator().manual_seed(seed)  # replay the draws: jitter on, 3 factors, hue, blur on
+        jitter_on, *_, blur_on = (torch.rand(6, generator=g) < 0.5 for _ in range(6))
+        partial += int(0 < int(jitter_on.sum()) < 6 and 0 < int(blur_on.sum()) < 6)
+    assert partial >= 6  # the partial-batch path was exercised, not only all / none
+
+
 def test_loop_references_on_constructed_inputs():
     g = torch.Generator().manual_seed(3)
     x = bench_kernels.mixing_inputs(2, 2, 16, 24, 5, seed=3, block=4)
