@@ -329,3 +329,24 @@ def test_results_summary_lists_the_ablation_of_each_backbone(tmp_path):
         text.index("## Ablation (synthetic-video, cnn, seeds 0)")
     assert vit < cnn and "| intra+stt | quadmix: quadmix.paths=ss,tt,stt" in text[cnn:]
     assert "| 41.0 | 41.0 |" in text[cnn:] and "-p backbone cnn -p seeds 0`" in text
+
+
+def test_committed_tables_have_their_run_copies_in_git():
+    """Every `runs/<row>-s<seed>` a committed table cites is a folder beside it holding that run's
+    metrics.json and run.json, and git does not ignore it (a clean clone has it too)."""
+    import re
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    tables = sorted(repo.glob("results/**/table.md"))
+    assert tables
+    cited = 0
+    for table in tables:
+        for name in sorted(set(re.findall(r"\bruns/([\w+.-]+-s\d+)\b", table.read_text(encoding="utf-8")))):
+            run = table.parent / "runs" / name
+            for f in ("metrics.json", "run.json"):
+                assert (run / f).is_file(), f"{table.relative_to(repo)} cites {run.relative_to(repo)}/{f}"
+            ignored = subprocess.run(["git", "check-ignore", "-q", str(run / "metrics.json")], cwd=repo)
+            assert ignored.returncode != 0, f"{run.relative_to(repo)} is git-ignored"
+            cited += 1
+    assert cited >= 100
