@@ -20,10 +20,12 @@
 # Each row of `udass.config.ABLATIONS` is a method plus a set of config overrides (METHOD.md
 # section 5): source only; + ClassMix (DACS); self-training; the intra-domain paths only; + each
 # cross-domain path; all four paths; + feature-level mixing; + spatio-temporal aggregation; and the
-# temporal weighting switched off. Every row is trained (or reused: runs are shared with the other
-# notebooks) for each seed; the table reports the mean ± sample standard deviation over seeds and
-# the figure shows the spread, under `results/03_ablation/<benchmark>/<backbone>/`. The paper's
-# ablation table was not available, so only our rows are shown.
+# temporal weighting switched off; the target loss at full weight; and, as a diagnostic, the
+# source templates only (no target template T' pasted anywhere). Every row is trained (or
+# reused: runs are shared with the other notebooks) for each seed; the table reports the mean ±
+# sample standard deviation over seeds and the figure shows the spread, under
+# `results/03_ablation/<benchmark>/<backbone>/`. The paper's ablation table was not available,
+# so only our rows are shown.
 
 # %% tags=["parameters"]
 benchmark: str = "synthetic-video"  # synthetic-video (embedded) | a video paper benchmark

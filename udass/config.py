@@ -411,6 +411,9 @@ ABLATIONS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "+aggregation": ("quadmix", {"feature_mix.enabled": True, "aggregation.enabled": True}),
     "no_temporal_weighting": ("quadmix", {"aggregation.temporal_weighting": False}),
     "with_L_trg": ("quadmix", {"train.lambda_t": 1.0}),
+    # diagnostic: only source templates are pasted (S -> S, S -> (T -> T) with T -> T off, so
+    # S' lands on T itself); no target template T' and its pseudo-labels enter any sample
+    "source_templates_only": ("quadmix", {"quadmix.paths": ("ss", "stt")}),
 }
 
 
