@@ -177,3 +177,17 @@ def test_committed_readme_matches_the_committed_json():
         pytest.skip("results/benchmarks/README.md not generated yet (python benchmarks/run_all.py)")
     assert readme.read_text() == run_all.summary(results), \
         "results/benchmarks/README.md is stale: run `python benchmarks/run_all.py --summary-only`"
+
+
+# ----------------------------------------------------------------------------------- fingerprint
+def test_fingerprint_is_reproducible_and_sees_a_changed_value():
+    import fingerprint
+
+    case = "synthetic-video:vit:quadmix"
+    a = fingerprint.fingerprint(case, steps=2, profile="test")
+    assert a == fingerprint.fingerprint(case, steps=2, profile="test")
+    assert a != fingerprint.fingerprint(case + ":augment.jitter=0.25", steps=2, profile="test")
+    assert fingerprint.parse_case(case + ":quadmix.paths=ss,tt:aggregation.weight=0.1")[3] == {
+        "quadmix.paths": "ss,tt", "aggregation.weight": "0.1"}
+    with pytest.raises(SystemExit, match="expected BENCHMARK"):
+        fingerprint.parse_case("synthetic-video:vit")
