@@ -1,16 +1,19 @@
 """A hash of what a few training steps compute, to show that a change leaves the numbers alone.
 
-    python benchmarks/fingerprint.py [--steps 12] [--profile demo] [--threads 1]
+    python benchmarks/fingerprint.py [--steps 12] [--profile demo] [--threads 1,2]
                                      [--case BENCHMARK:BACKBONE:METHOD[:KEY=VALUE ...] ...]
 
 For each case (default: five demo configurations: QuadMix vit and cnn on synthetic-video, DACS
 vit, QuadMix vit on synthetic-image, QuadMix vit with the contrastive aggregation loss), a
 Trainer is built with its seed, trained `--steps` steps on its step-indexed batches with
-deterministic algorithms on one thread, and the SHA-256 of every logged value of every step
-(losses, pseudo-label weight, lr; `repr`, so all float digits) and of the student's and the
-teacher's final tensors is printed, one line per case. Run it at two commits (same machine,
-same torch) and compare the lines: equal hashes mean the change computed the same bits; a
-performance change that claims "same values" must leave them equal. Not a timing.
+deterministic algorithms, and the SHA-256 of every logged value of every step (losses,
+pseudo-label weight, lr; `repr`, so all float digits) and of the student's and the teacher's
+final tensors is printed, one line per case and torch thread count. Run it at two commits (same
+machine, same torch) and compare the lines: equal hashes mean the change computed the same bits;
+a performance change that claims "same values" must leave them equal. Both thread counts
+matter: with several threads a reduction over few rows is split between the threads, so code
+that reduces over a different number of rows can agree on one thread and differ on two (the
+first version of the strong-augmentation subset did). Not a timing.
 """
 from __future__ import annotations
 
@@ -62,13 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--profile", default="demo")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     ap.add_argument("--case", action="append", default=[])
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
-    for case in a.case or DEFAULT_CASES:
-        print(f"{fingerprint(case, a.steps, a.profile)[:16]}  {case}  ({a.profile}, {a.steps} steps)", flush=True)
+    for threads in (int(t) for t in a.threads.split(",")):
+        torch.set_num_threads(threads)
+        for case in a.case or DEFAULT_CASES:
+            print(f"{fingerprint(case, a.steps, a.profile)[:16]}  {case}  ({a.profile}, {a.steps} steps, "
+                  f"{threads} thread{'s' if threads > 1 else ''})", flush=True)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,28 @@ def test_strong_augment_of_the_drawn_samples_equals_augmenting_all_and_selecting
     assert partial >= 6  # the partial-batch path was exercised, not only all / none
 
 
+def test_strong_augment_of_the_drawn_samples_is_exact_with_several_threads():
+    """The same at the demo crop with two torch threads, where a reduction over one clip is split
+    between the threads: the clip means must still come from the whole batch (a subset's mean
+    rounds differently, which changed the demo's results by up to 0.4 mIoU)."""
+    from udass.method.augment import strong_augment
+
+    clip = torch.rand(2, 2, 3, 96, 192, generator=torch.Generator().manual_seed(3))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one_drawn = 0
+        for seed in range(16):
+            out = strong_augment(clip, torch.Generator().manual_seed(seed), jitter_p=0.5, blur_p=0.5)
+            ref = bench_kernels.augment_all_then_select(clip, torch.Generator().manual_seed(seed), 0.5, 0.5)
+            assert torch.equal(out, ref), seed
+            jitter_on = torch.rand(2, generator=torch.Generator().manual_seed(seed)) < 0.5
+            one_drawn += int(jitter_on.sum()) == 1
+        assert one_drawn >= 4  # the one-clip subset, where the threads split the sum, was exercised
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_loop_references_on_constructed_inputs():
     g = torch.Generator().manual_seed(3)
     x = bench_kernels.mixing_inputs(2, 2, 16, 24, 5, seed=3, block=4)

@@ -87,12 +87,26 @@ def color_jitter(frames: Tensor, brightness: Tensor, contrast: Tensor, saturatio
     Order: brightness, contrast (blend with the clip's mean gray level), saturation (blend with
     the pixel's gray level), hue. Clamped to [0, 1] after each step.
     """
-    view = (-1, 1, 1, 1, 1)
-    x = frames.mul(brightness.view(view)).clamp_(0, 1)
-    mean = grayscale(x).mean(dim=(1, 2, 3, 4), keepdim=True)  # one statistic per clip
-    c = contrast.view(view)
+    x, mean = _brightness(frames, brightness)
+    return _after_brightness(x, mean, contrast, saturation, hue)
+
+
+_PER_CLIP = (-1, 1, 1, 1, 1)
+
+
+def _brightness(frames: Tensor, brightness: Tensor) -> tuple[Tensor, Tensor]:
+    """The brightness step of color_jitter and each clip's mean gray level after it:
+    (x [B, K, 3, H, W], mean [B, 1, 1, 1, 1])."""
+    x = frames.mul(brightness.view(_PER_CLIP)).clamp_(0, 1)
+    return x, grayscale(x).mean(dim=(1, 2, 3, 4), keepdim=True)  # one statistic per clip
+
+
+def _after_brightness(x: Tensor, mean: Tensor, contrast: Tensor, saturation: Tensor,
+                      hue: Tensor) -> Tensor:
+    """The contrast, saturation and hue steps of color_jitter on its brightness step's output."""
+    c = contrast.view(_PER_CLIP)
     x = (c * x).add_((1 - c) * mean).clamp_(0, 1)
-    s = saturation.view(view)
+    s = saturation.view(_PER_CLIP)
     x = (s * x).add_((1 - s) * grayscale(x)).clamp_(0, 1)
     h, sat, val = _hsv_planes(x)
     h = _wrap_unit(h + hue.view(-1, 1, 1, 1), -0.5, 1.5)  # hue in [-0.5, 0.5]
@@ -160,25 +174,33 @@ def strong_augment(frames: Tensor, generator: torch.Generator, jitter: float = 0
     hue = _uniform(b, -min(jitter, 0.5), min(jitter, 0.5), generator)
     blur_on = _uniform(b, 0, 1, generator) < blur_p
     sigma = _uniform(b, blur_sigma[0], blur_sigma[1], generator)
+    bright, contrast, saturation = (f.to(dev) for f in factors)
+    hue, sigma = hue.to(dev), sigma.to(dev)
     x = frames.float()
-    x = _on_samples(jitter_on, x, lambda xs, i: color_jitter(
-        xs, *(f[i].to(dev) for f in factors), hue[i].to(dev)))
-    x = _on_samples(blur_on, x, lambda xs, i: gaussian_blur(xs, sigma[i].to(dev)))
+    if bool(jitter_on.any()):
+        # The brightness step and the clip means run on the whole batch, as color_jitter would:
+        # a mean's rounding depends on how many clips it runs over (with several threads, the
+        # sum of a single clip is split between them), so the drawn subset must not recompute it.
+        xb, mean = _brightness(x, bright)
+        x = _on_samples(jitter_on, x, lambda i: _after_brightness(
+            xb[i], mean[i], contrast[i], saturation[i], hue[i]))
+    x = _on_samples(blur_on, x, lambda i: gaussian_blur(x[i], sigma[i]))
     return x.to(dtype)
 
 
 def _on_samples(on: Tensor, x: Tensor, fn) -> Tensor:
-    """x with fn applied to the samples where `on` [B] (CPU bool) is True, the others unchanged.
+    """x with its samples where `on` [B] (CPU bool) is True replaced by fn(index) (the new values
+    of those samples), the others unchanged; index is `slice(None)` when all are on.
 
-    fn(x_subset, index) works sample by sample (per-sample factors, per-clip statistics, a
-    grouped conv per map), so running it on the chosen samples only gives the same values as
-    running it on all and selecting: the same output, without the work on samples left alone
-    (on average 20 % of the colour jitter and half of the blur at the DACS probabilities)."""
+    fn works sample by sample (per-sample factors, a grouped conv per map), so running it on the
+    chosen samples only gives the same values as running it on all and selecting, without the
+    work on samples left alone (on average 20 % of the colour jitter and half of the blur at
+    the DACS probabilities)."""
     if bool(on.all()):
-        return fn(x, torch.arange(len(on)))
+        return fn(slice(None))
     if not bool(on.any()):
         return x
-    idx = on.nonzero().squeeze(1)
+    idx = on.nonzero().squeeze(1).to(x.device)
     out = x.clone()
-    out[idx.to(x.device)] = fn(x[idx.to(x.device)], idx)
+    out[idx] = fn(idx)
     return out
