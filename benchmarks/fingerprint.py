@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402,F401  (puts the repository on sys.path)
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python benchmarks/fingerprint.py` from a source checkout
+    sys.path.insert(0, str(REPO))
 
 DEFAULT_CASES = ("synthetic-video:vit:quadmix", "synthetic-video:cnn:quadmix", "synthetic-video:vit:dacs",
                  "synthetic-image:vit:quadmix", "synthetic-video:vit:quadmix:aggregation.loss=contrastive")
