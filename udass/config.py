@@ -432,7 +432,6 @@ def closest(name: str, choices: list[str]) -> str | None:
 _CLI_FLAGS = {"train.steps": "--steps", "train.checkpoint_every": "--checkpoint-every",
               "data.data_root": "--data-root", "data.flow_root": "--flow-root",
               "model.pretrained": "--pretrained"}
-_CLI_POSITIONAL = ("data.benchmark", "model.backbone", "train.method", "train.profile", "train.seed")
 
 
 def _cli_value(value: Any) -> str:
@@ -457,14 +456,12 @@ def train_command(cfg: Config, out: str | os.PathLike) -> str:
     base = build_config(cfg.data.benchmark, cfg.model.backbone, cfg.train.method, cfg.train.profile)
     args = ["udass", "train", "--benchmark", cfg.data.benchmark, "--backbone", cfg.model.backbone,
             "--method", cfg.train.method, "--profile", cfg.train.profile, "--seed", str(cfg.train.seed)]
-    for key in all_keys(cfg):
-        if key in _CLI_POSITIONAL:
-            continue
+    keys = [k for k in config_diff(cfg, base) if k != "train.seed"]
+    if cfg.train.profile == "paper" and cfg.model.pretrained is None:
+        keys.append("model.pretrained")  # the paper profile wants `--pretrained none` said
+    for key in keys:
         sec, name = key.split(".", 1)
         value = getattr(getattr(cfg, sec), name)
-        paper_scratch = key == "model.pretrained" and value is None and cfg.train.profile == "paper"
-        if value == getattr(getattr(base, sec), name) and not paper_scratch:
-            continue
         flag = _CLI_FLAGS.get(key)
         args += [flag, _cli_value(value)] if flag else ["--set", f"{key}={_cli_value(value)}"]
     return shlex.join([*args, "--out", os.fspath(out)])
