@@ -72,6 +72,11 @@ def set_determinism(device: torch.device, threads: int | None = None) -> None:
         torch.set_num_threads(threads)
     if device.type == "cpu" or os.environ.get("UDASS_DETERMINISTIC") == "1":
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # Deterministic mode also fills every torch.empty / resize_ with NaN, so that a kernel
+        # reading memory it never wrote would give the same (NaN) result on every run. None of
+        # the kernels a step uses does (benchmarks/fingerprint.py gives the same hashes with and
+        # without the fill), and the fill is an extra pass over each new buffer: off.
+        torch.utils.deterministic.fill_uninitialized_memory = False
         torch.backends.cudnn.benchmark = False
     else:
         torch.backends.cudnn.benchmark = True
