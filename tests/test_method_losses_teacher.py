@@ -104,6 +104,34 @@ def test_ema_step_zero_copies_student_and_teacher_stays_eval():
     assert torch.equal(teacher.model(x), teacher.model(x))  # dropout off
 
 
+def test_ema_update_follows_the_students_current_tensors_after_its_pairing_is_cached():
+    """The teacher pairs tensors once per student; later updates must still read what the
+    student holds now: a buffer replaced by assignment, another student object of the same
+    architecture, and a teacher switched to training mode by a caller."""
+    torch.manual_seed(0)
+    student = TinyNet()
+    teacher = EMATeacher(student)
+    teacher.update(student, step=3, ema=0.999)  # the pairing is cached here
+    student.bn.running_mean = torch.full((4,), 8.0)  # replaces the buffer object, not its values
+    old = teacher.model.bn.running_mean.clone()
+    alpha = teacher.update(student, step=3, ema=0.999)
+    assert torch.allclose(teacher.model.bn.running_mean, alpha * old + (1 - alpha) * 8.0)
+    other = TinyNet()  # a second student object: its values, not the first one's
+    with torch.no_grad():
+        other.conv.weight.fill_(3.0)
+    teacher.update(other, step=0, ema=0.999)
+    assert torch.equal(teacher.model.conv.weight, other.conv.weight)
+    teacher.model.train()
+    teacher.update(other, step=0, ema=0.999)
+    assert not teacher.model.training and not teacher.model.drop.training
+
+
+def test_ema_update_rejects_a_student_of_another_architecture():
+    teacher = EMATeacher(TinyNet())
+    with pytest.raises(ValueError, match="differ in tensors"):
+        teacher.update(nn.Sequential(nn.Conv2d(3, 4, 3)), step=1, ema=0.999)
+
+
 def test_teacher_state_dict_round_trip():
     a, b = EMATeacher(TinyNet()), EMATeacher(TinyNet())
     b.load_state_dict(a.state_dict())

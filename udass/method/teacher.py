@@ -42,6 +42,46 @@ class EMATeacher:
         self.model: nn.Module = copy.deepcopy(unwrap_model(student))
         self.model.eval()
         self.model.requires_grad_(False)
+        self._slots: tuple[nn.Module, list, list, list] | None = None  # see _slots_for
+
+    def _slots_for(self, src: nn.Module) -> tuple[list, list, list]:
+        """The (module, name) slots of the tensors the EMA pairs: (teacher float slots, student
+        float slots in the same order, (teacher, student) integer-buffer slots).
+
+        Walking both module trees by name costs more than the update itself on a small network,
+        so the pairing is found once per student and reused. Slots, not tensors, are kept: each
+        update reads `module._parameters[name]` / `module._buffers[name]` afresh, so a `.to()`
+        or a replaced buffer is still seen."""
+        if self._slots is not None and self._slots[0] is src:
+            return self._slots[1], self._slots[2], self._slots[3]
+
+        def slots(model: nn.Module, kind: str) -> dict[str, tuple[nn.Module, str]]:
+            out = {}
+            for mname, mod in model.named_modules(remove_duplicate=False):
+                for n, t in getattr(mod, kind).items():
+                    if t is not None:
+                        out.setdefault(f"{mname}.{n}" if mname else n, (mod, n))
+            return out
+
+        t_par, s_par = slots(self.model, "_parameters"), slots(src, "_parameters")
+        t_buf, s_buf = slots(self.model, "_buffers"), slots(src, "_buffers")
+        if t_par.keys() != s_par.keys() or t_buf.keys() != s_buf.keys():
+            missing = sorted((set(s_par) | set(s_buf)) ^ (set(t_par) | set(t_buf)))
+            raise ValueError(f"EMATeacher.update: student and teacher differ in tensors {missing[:8]}; "
+                             f"build the teacher from this student")
+        ema_t, ema_s, ints = [], [], []
+        for n, (mod, attr) in t_par.items():
+            ema_t.append((mod._parameters, attr))
+            ema_s.append((s_par[n][0]._parameters, s_par[n][1]))
+        for n, (mod, attr) in t_buf.items():
+            pair = ((mod._buffers, attr), (s_buf[n][0]._buffers, s_buf[n][1]))
+            if mod._buffers[attr].is_floating_point():
+                ema_t.append(pair[0])
+                ema_s.append(pair[1])
+            else:
+                ints.append(pair)
+        self._slots = (src, ema_t, ema_s, ints)
+        return ema_t, ema_s, ints
 
     @torch.no_grad()
     def update(self, student: nn.Module, step: int, ema: float) -> float:
@@ -51,26 +91,19 @@ class EMATeacher:
         (`num_batches_tracked`) are copied. `student` may be DDP-wrapped. Returns alpha.
         """
         alpha = ema_alpha(step, ema)
-        src = unwrap_model(student)
-        t_params, s_params = dict(self.model.named_parameters()), dict(src.named_parameters())
-        t_bufs, s_bufs = dict(self.model.named_buffers()), dict(src.named_buffers())
-        if t_params.keys() != s_params.keys() or t_bufs.keys() != s_bufs.keys():
-            missing = sorted((set(s_params) | set(s_bufs)) ^ (set(t_params) | set(t_bufs)))
-            raise ValueError(f"EMATeacher.update: student and teacher differ in tensors {missing[:8]}; "
-                             f"build the teacher from this student")
-        ema_t: list[Tensor] = list(t_params.values())
-        ema_s: list[Tensor] = [s_params[n].detach().to(t.dtype) for n, t in t_params.items()]
-        for name, tb in t_bufs.items():
-            sb = s_bufs[name].detach()
-            if tb.is_floating_point():
-                ema_t.append(tb)
-                ema_s.append(sb.to(tb.dtype))
-            else:
-                tb.copy_(sb)
+        t_slots, s_slots, int_slots = self._slots_for(unwrap_model(student))
+        ema_t: list[Tensor] = [d[n] for d, n in t_slots]
+        ema_s: list[Tensor] = []
+        for t, (d, n) in zip(ema_t, s_slots):  # no_grad: the student's tensors need no detach
+            x = d[n]
+            ema_s.append(x if x.dtype == t.dtype else x.to(t.dtype))
+        for (td, tn), (sd, sn) in int_slots:
+            td[tn].copy_(sd[sn])
         if ema_t:  # one fused kernel per dtype/device group instead of a Python loop of kernels
             torch._foreach_mul_(ema_t, alpha)
             torch._foreach_add_(ema_t, ema_s, alpha=1.0 - alpha)
-        self.model.eval()
+        if self.model.training:  # only a caller's .train() on it can get here; eval() walks every module
+            self.model.eval()
         return alpha
 
     def state_dict(self) -> dict[str, Tensor]:
