@@ -45,7 +45,8 @@ from udass.data.transforms import random_crop, random_hflip
 from udass.errors import UdassError
 from udass.io import write_json
 from udass.runtime import (barrier, device_description, git_commit, init_distributed,
-                           library_versions, set_determinism, step_seed)
+                           library_versions, set_determinism, step_seed,
+                           tune_cpu_allocator)
 
 # Config keys that control a run but not what it computes: they may differ on resume.
 RUN_CONTROL_KEYS = ("train.checkpoint_every", "train.log_every", "train.eval_every",
@@ -211,6 +212,7 @@ class Trainer:
         self.progress = progress
         self.dist, self.device = init_distributed(device)
         set_determinism(self.device)
+        self.allocator_tuned = self.device.type == "cpu" and tune_cpu_allocator()
         self.benchmark: Benchmark = get_benchmark(cfg.data.benchmark)
         self.data_root = self._resolve_data_root(data_root)
         self.method = cfg.train.method
