@@ -90,6 +90,27 @@ def test_random_crop_and_flip_move_flow_with_frames(gen):
     assert random_hflip(b, 0.0, gen) is b
 
 
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_random_hflip_flips_exactly_the_drawn_samples(with_labels):
+    """Against the reference: flip every sample, then select by the same draws (the batch's
+    own values, -0.0 included, so equality is bitwise)."""
+    b = ClipBatch(torch.rand(5, 2, 3, 6, 10), torch.randn(5, 1, 2, 6, 10),
+                  torch.randint(0, 4, (5, 2, 6, 10)) if with_labels else None, "target", list("abcde"))
+    b.flows[0, 0, 0, 0, 0] = -0.0
+    seen = set()
+    for seed in range(12):
+        do = torch.rand(5, generator=torch.Generator().manual_seed(seed)) < 0.5
+        seen.add(int(do.sum()))
+        out = random_hflip(b, 0.5, torch.Generator().manual_seed(seed))
+        ff, fl, lb = hflip(b.frames, b.flows, b.labels)
+        sel = lambda a, f: torch.where(do.view(-1, *([1] * (a.dim() - 1))), f, a)  # noqa: E731
+        assert torch.equal(out.frames, sel(b.frames, ff))
+        assert torch.equal(out.flows, sel(b.flows, fl))
+        assert torch.equal(out.flows.signbit(), sel(b.flows, fl).signbit())
+        assert (out.labels is None) if not with_labels else torch.equal(out.labels, sel(b.labels, lb))
+    assert len(seen - {0, 5}) >= 2  # mixed draws were exercised, not only all / none
+
+
 def test_resize_clip_scales_flow_vectors_and_keeps_label_ids():
     frames = torch.rand(2, 3, 40, 80)
     flows = torch.full((1, 2, 40, 80), 4.0)

@@ -62,10 +62,22 @@ def random_hflip(batch: ClipBatch, p: float, generator: torch.Generator) -> Clip
     do = torch.rand(len(batch), generator=generator) < p
     if not bool(do.any()):
         return batch
-    ff, fl, lb = hflip(batch.frames, batch.flows, batch.labels)
-    sel = lambda a, b: torch.where(do.view(-1, *([1] * (a.dim() - 1))).to(a.device), b, a)  # noqa: E731
-    return ClipBatch(sel(batch.frames, ff), sel(batch.flows, fl),
-                     None if lb is None else sel(batch.labels, lb), batch.domain, batch.names,
+    if bool(do.all()):
+        ff, fl, lb = hflip(batch.frames, batch.flows, batch.labels)
+        return ClipBatch(ff, fl, lb, batch.domain, batch.names, dict(batch.extras))
+    # only the drawn samples are flipped (a flip is a copy and a negation: the same values as
+    # flipping all and selecting, without the work on the others)
+    idx = do.nonzero().squeeze(1).to(batch.frames.device)
+    labels = None if batch.labels is None else batch.labels[idx]
+    ff, fl, lb = hflip(batch.frames[idx], batch.flows[idx], labels)
+
+    def put(a: Tensor, b: Tensor) -> Tensor:
+        out = a.clone()
+        out[idx] = b
+        return out
+
+    return ClipBatch(put(batch.frames, ff), put(batch.flows, fl),
+                     None if lb is None else put(batch.labels, lb), batch.domain, batch.names,
                      dict(batch.extras))
 
 
