@@ -41,7 +41,8 @@ def machine(device: str = "cpu") -> dict[str, Any]:
     """Where a measurement ran: CPU model, cores, torch version and threads, load, GPU name."""
     info: dict[str, Any] = {
         "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
         "platform": platform.platform(), "load_average_1min": round(os.getloadavg()[0], 2),
         "cuda_available": torch.cuda.is_available(), "shared": True, "note": SHARED_NOTE,
     }

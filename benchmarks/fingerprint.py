@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(threads)
         for case in a.case or DEFAULT_CASES:
             print(f"{fingerprint(case, a.steps, a.profile)[:16]}  {case}  ({a.profile}, {a.steps} steps, "
-                  f"{threads} thread{'s' if threads > 1 else ''})", flush=True)
+                  f"{threads} thread{'s' if threads > 1 else ''}, "
+                  f"{torch.backends.cpu.get_cpu_capability()} kernels)", flush=True)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,10 @@ def device_description(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"CPU {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    # the SIMD level torch dispatches its CPU kernels to (AVX2, AVX512, ...): with the thread
+    # count, what decides whether two machines compute the same bits
+    cap = torch.backends.cpu.get_cpu_capability()
+    return f"CPU {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, kernels {cap}"
 
 
 def library_versions() -> dict[str, str]:
