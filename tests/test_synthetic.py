@@ -2,6 +2,8 @@
 exact flow, the cached-root logic. Everything runs on the `tiny` size."""
 from __future__ import annotations
 
+import shutil
+
 import threading
 from pathlib import Path
 
@@ -101,6 +103,20 @@ def test_marker_is_written_and_records_counts(roots):
     assert marker["counts"]["source_frames"] == 8
     assert marker["counts"]["target_train_snippets"] == 4 and marker["counts"]["target_val_snippets"] == 2
     assert (roots[VIDEO] / S.OWNER_STAMP).is_file()
+
+
+def test_marker_records_a_hash_of_the_generated_bytes(roots, tmp_path):
+    root = roots[VIDEO]
+    digest = S.read_marker(root)["content_sha256"]
+    assert digest == S.content_hash(root) and len(digest) == 64
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    assert S.content_hash(copy) == digest  # paths relative to the root, not absolute
+    frame = sorted((copy / "cityscapes").rglob("*.png"))[0]
+    data = bytearray(frame.read_bytes())
+    data[-20] ^= 1
+    frame.write_bytes(bytes(data))
+    assert S.content_hash(copy) != digest
 
 
 # ----------------------------------------------------------------------------- label encodings

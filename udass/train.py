@@ -717,8 +717,11 @@ class Trainer:
         return rec
 
     def write_run_json(self, rec: dict[str, Any] | None = None) -> None:
+        from udass.data.synthetic import read_marker  # a generated root's marker; None for real data
+
         info = {
             "config": self.cfg.to_dict(), "data_root": str(self.data_root),
+            "data_sha256": (read_marker(self.data_root) or {}).get("content_sha256"),
             "command": " ".join(sys.argv), "reproduce": train_command(self.cfg, self.out),
             "commit": git_commit(), "versions": library_versions(),
             "device": device_description(self.device), "world_size": self.dist.world_size,

@@ -24,6 +24,7 @@ every file is written atomically and `udass_synthetic.json` is written last.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -1505,8 +1506,22 @@ def generate(benchmark: str, out: str | os.PathLike, seed: int = 0, size: str = 
     if workers is None:
         workers = 1 if spec.width * spec.height < 10000 else min(4, _usable_cpus())
     counts = _run_all(out, _jobs(benchmark, seed, size), workers)
-    write_json(out / MARKER, {**_marker_content(benchmark, size, seed), "counts": counts})
+    write_json(out / MARKER, {**_marker_content(benchmark, size, seed), "counts": counts,
+                              "content_sha256": content_hash(out)})
     return out
+
+
+def content_hash(root: str | os.PathLike) -> str:
+    """SHA-256 over the relative path and bytes of every file a generation wrote under `root`
+    (the marker files excluded), in sorted path order. Recorded in the marker, and from there in
+    each run's run.json, so that two machines can tell whether they trained on the same bytes
+    (numpy and OpenCV pick SIMD code paths by CPU)."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (MARKER, OWNER_STAMP)):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def default_root(benchmark: str, size: str = "demo", seed: int = 0) -> Path:
