@@ -126,6 +126,20 @@ def test_ema_update_follows_the_students_current_tensors_after_its_pairing_is_ca
     assert not teacher.model.training and not teacher.model.drop.training
 
 
+def test_ema_update_averages_a_shared_weight_once():
+    """A weight registered in two modules (tied) is one tensor: one EMA step, not two."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 3, 1)
+    student = nn.Sequential(conv, nn.ReLU(), conv)
+    teacher = EMATeacher(student)
+    with torch.no_grad():
+        student[0].weight.add_(1.0)
+    old = teacher.model[0].weight.clone()
+    assert teacher.model[0].weight is teacher.model[2].weight  # deepcopy keeps the tie
+    alpha = teacher.update(student, step=1, ema=0.999)
+    assert torch.allclose(teacher.model[0].weight, alpha * old + (1 - alpha) * student[0].weight)
+
+
 def test_ema_update_rejects_a_student_of_another_architecture():
     teacher = EMATeacher(TinyNet())
     with pytest.raises(ValueError, match="differ in tensors"):

@@ -56,11 +56,14 @@ class EMATeacher:
             return self._slots[1], self._slots[2], self._slots[3]
 
         def slots(model: nn.Module, kind: str) -> dict[str, tuple[nn.Module, str]]:
-            out = {}
-            for mname, mod in model.named_modules(remove_duplicate=False):
+            # the names and order of named_parameters() / named_buffers(): shared modules and
+            # tensors once, under their first name (a tied weight must not be averaged twice)
+            out, seen = {}, set()
+            for mname, mod in model.named_modules():
                 for n, t in getattr(mod, kind).items():
-                    if t is not None:
-                        out.setdefault(f"{mname}.{n}" if mname else n, (mod, n))
+                    if t is not None and id(t) not in seen:
+                        seen.add(id(t))
+                        out[f"{mname}.{n}" if mname else n] = (mod, n)
             return out
 
         t_par, s_par = slots(self.model, "_parameters"), slots(src, "_parameters")
