@@ -3,7 +3,6 @@ exact flow, the cached-root logic. Everything runs on the `tiny` size."""
 from __future__ import annotations
 
 import shutil
-
 import threading
 from pathlib import Path
 

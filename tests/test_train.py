@@ -14,6 +14,7 @@ import torch
 from udass import checkpoint as ckpt
 from udass.cli import main
 from udass.config import build_config
+from udass.data.synthetic import read_marker
 from udass.errors import UdassError
 from udass.train import StepBatchSampler, TrainingDiverged, lr_factor, train
 
@@ -52,7 +53,6 @@ def test_every_method_trains_and_writes_its_outputs(tmp_path, method, backbone, 
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["train"]["method"] == method and run["versions"]["torch"]
     assert run["reproduce"].startswith(f"udass train --benchmark {benchmark} --backbone {backbone} --method {method}")
-    from udass.data.synthetic import read_marker
     assert run["data_sha256"] == read_marker(run["data_root"])["content_sha256"] and run["data_sha256"]
     log = (out / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,lr,loss_total") and len(log) == 5

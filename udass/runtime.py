@@ -3,6 +3,7 @@ seeding and determinism, and the provenance recorded in run.json (commit, versio
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import subprocess
@@ -87,9 +88,9 @@ def set_determinism(device: torch.device, threads: int | None = None) -> None:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 64 << 20   # buffers below this come from the heap, not from a fresh mmap
 TRIM_THRESHOLD = 512 << 20  # free memory the heap keeps instead of handing back to the OS
-_ALLOCATOR_TUNED: list[bool] = []
 
 
+@functools.cache
 def tune_cpu_allocator() -> bool:
     """Keep a CPU training step's buffers in the process heap (glibc only; once per process).
 
@@ -102,18 +103,13 @@ def tune_cpu_allocator() -> bool:
     the heap for reuse. Values are unaffected (this is where the bytes live, not what is computed);
     the price is that the process keeps up to its peak heap instead of shrinking after it.
     `UDASS_MALLOC_TUNING=0` leaves the allocator alone. Returns whether the thresholds are set."""
-    if _ALLOCATOR_TUNED:
-        return _ALLOCATOR_TUNED[0]
-    ok = False
-    if os.environ.get("UDASS_MALLOC_TUNING", "1") != "0" and sys.platform.startswith("linux"):
-        try:
-            mallopt = ctypes.CDLL("libc.so.6").mallopt
-            ok = (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-                  and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
-        except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-            ok = False
-    _ALLOCATOR_TUNED.append(ok)
-    return ok
+    if os.environ.get("UDASS_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+    return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
 
 
 def step_seed(seed: int, step: int, stream: int = 0) -> int:

@@ -45,7 +45,7 @@ class EMATeacher:
         self._slots: tuple[nn.Module, list, list, list] | None = None  # see _slots_for
 
     def _slots_for(self, src: nn.Module) -> tuple[list, list, list]:
-        """The (module, name) slots of the tensors the EMA pairs: (teacher float slots, student
+        """The (owner dict, name) slots of the tensors the EMA pairs: (teacher float slots, student
         float slots in the same order, (teacher, student) integer-buffer slots).
 
         Walking both module trees by name costs more than the update itself on a small network,
@@ -55,16 +55,12 @@ class EMATeacher:
         if self._slots is not None and self._slots[0] is src:
             return self._slots[1], self._slots[2], self._slots[3]
 
-        def slots(model: nn.Module, kind: str) -> dict[str, tuple[nn.Module, str]]:
-            # the names and order of named_parameters() / named_buffers(): shared modules and
-            # tensors once, under their first name (a tied weight must not be averaged twice)
-            out, seen = {}, set()
-            for mname, mod in model.named_modules():
-                for n, t in getattr(mod, kind).items():
-                    if t is not None and id(t) not in seen:
-                        seen.add(id(t))
-                        out[f"{mname}.{n}" if mname else n] = (mod, n)
-            return out
+        def slots(model: nn.Module, kind: str) -> dict[str, tuple[dict, str]]:
+            # named_parameters() / named_buffers() give the names, order and de-duplication
+            # (shared modules and tied tensors once); each name becomes its owner's dict and key
+            names = model.named_parameters() if kind == "_parameters" else model.named_buffers()
+            return {name: (getattr(model.get_submodule(owner), kind), attr)
+                    for name, _ in names for owner, _, attr in [name.rpartition(".")]}
 
         t_par, s_par = slots(self.model, "_parameters"), slots(src, "_parameters")
         t_buf, s_buf = slots(self.model, "_buffers"), slots(src, "_buffers")
@@ -72,17 +68,14 @@ class EMATeacher:
             missing = sorted((set(s_par) | set(s_buf)) ^ (set(t_par) | set(t_buf)))
             raise ValueError(f"EMATeacher.update: student and teacher differ in tensors {missing[:8]}; "
                              f"build the teacher from this student")
-        ema_t, ema_s, ints = [], [], []
-        for n, (mod, attr) in t_par.items():
-            ema_t.append((mod._parameters, attr))
-            ema_s.append((s_par[n][0]._parameters, s_par[n][1]))
-        for n, (mod, attr) in t_buf.items():
-            pair = ((mod._buffers, attr), (s_buf[n][0]._buffers, s_buf[n][1]))
-            if mod._buffers[attr].is_floating_point():
-                ema_t.append(pair[0])
-                ema_s.append(pair[1])
+        ema_t, ema_s = list(t_par.values()), list(s_par.values())
+        ints = []
+        for n, (d, attr) in t_buf.items():
+            if d[attr].is_floating_point():
+                ema_t.append((d, attr))
+                ema_s.append(s_buf[n])
             else:
-                ints.append(pair)
+                ints.append(((d, attr), s_buf[n]))
         self._slots = (src, ema_t, ema_s, ints)
         return ema_t, ema_s, ints
 
