@@ -81,3 +81,26 @@ def test_hue_wrap_matches_the_remainder_formula_at_the_extremes():
         expected = hsv_to_rgb(torch.cat([h, hsv[:, :, 1:]], dim=2)).clamp(0, 1)
         assert torch.equal(color_jitter(x, ones, ones, ones, hue), expected)
 
+
+
+def test_gray_and_black_pixels_and_the_wrapped_hue_end():
+    """Gray (max = min) and black pixels take the formula's gray branch without a mask: hue 0,
+    saturation 0, exactly; a hue of 1.0 (a tiny negative hue + 1 rounds to it) converts back
+    exactly as hue 0 does."""
+    x = torch.rand(1, 1, 3, 4, 5, generator=torch.Generator().manual_seed(3))
+    x[..., 0, :] = 0.25  # gray
+    x[..., 1, :] = 0.0  # black
+    hsv = rgb_to_hsv(x)
+    for row, value in ((0, 0.25), (1, 0.0)):
+        assert torch.equal(hsv[:, :, 0, row], torch.zeros(1, 1, 5))
+        assert torch.equal(hsv[:, :, 1, row], torch.zeros(1, 1, 5))
+        assert torch.equal(hsv[:, :, 2, row], torch.full((1, 1, 5), value))
+    assert not torch.isnan(hsv).any()
+    at_one = torch.cat([torch.ones_like(hsv[:, :, :1]), hsv[:, :, 1:]], dim=2)
+    at_zero = torch.cat([torch.zeros_like(hsv[:, :, :1]), hsv[:, :, 1:]], dim=2)
+    assert torch.equal(hsv_to_rgb(at_one), hsv_to_rgb(at_zero))
+    # a shift that lands a hue a hair below 0 gives the colour of hue 0
+    red = torch.tensor([1.0, 0.2, 0.2]).view(1, 1, 3, 1, 1)  # hue exactly 0
+    ones = torch.ones(1)
+    tiny = color_jitter(red, ones, ones, ones, torch.full((1,), -1e-9))
+    assert torch.equal(tiny, color_jitter(red, ones, ones, ones, torch.zeros(1)))

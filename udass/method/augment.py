@@ -26,14 +26,17 @@ def grayscale(frames: Tensor) -> Tensor:
     return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b).unsqueeze(-3)
 
 
-def _wrap_unit(x: Tensor, low: float, high: float) -> Tensor:
-    """torch.remainder(x, 1.0) for x known to lie in [low, high) with -1 <= low, high <= 2:
-    the same float result (x + 1, x, or x - 1) without the remainder kernel, a hot spot here."""
-    if low < 0:
-        x = torch.where(x < 0, x + 1.0, x)
-    if high > 1:
-        x = torch.where(x >= 1, x - 1.0, x)
-    return x
+# The smallest positive float32 (subnormal): a denominator clamped to it only changes where it
+# is 0, and there its numerator is 0 too (0 / 2^-149 = 0), so no branch on a mask is needed.
+_TINY = 2.0 ** -149
+
+
+def _wrap_unit(x: Tensor) -> Tensor:
+    """x mod 1 as x - floor(x) (two vectorised kernels, where torch.remainder and compare-and-
+    select are hot spots here). For x in [-1, 2) it is x + 1, x or x - 1 computed as one IEEE
+    subtraction, the same bits as those sums; a tiny negative x gives 1.0 (x + 1 rounds up),
+    which _rgb_from_planes maps exactly as it maps 0."""
+    return x - x.floor()
 
 
 def rgb_to_hsv(rgb: Tensor) -> Tensor:
@@ -55,25 +58,26 @@ def _hsv_planes(rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(hue, saturation, value) planes [..., H, W] of RGB [..., 3, H, W].
 
     Channel max / min are elementwise (torch.maximum), not reductions with indices: the same
-    values, several times faster on CPU."""
+    values, several times faster on CPU. Gray pixels (max = min) need no mask: their
+    differences are 0 and divide by the clamped denominator to 0, so hue = (0 - 0) / 6 = 0 and
+    saturation 0, the values of the torchvision formula's gray branch."""
     r, g, b = rgb.unbind(-3)
     maxc = torch.maximum(torch.maximum(r, g), b)
     delta = torch.minimum(torch.minimum(r, g), b).neg_().add_(maxc)  # maxc - minc
-    flat = delta == 0
-    sat = delta / torch.where(flat, 1.0, maxc)
-    d = torch.where(flat, 1.0, delta)
+    sat = delta / maxc.clamp_min(_TINY)
+    d = delta.clamp_min(_TINY)
     rc, gc, bc = (maxc - r).div_(d), (maxc - g).div_(d), (maxc - b).div_(d)
     hue = torch.where(maxc == r, bc - gc,
                       torch.where(maxc == g, rc.add(2.0).sub_(bc), gc.add_(4.0).sub_(rc)))
-    hue = torch.where(flat, 0.0, hue).div_(6.0)
-    return _wrap_unit(hue, -1.0 / 6.0, 5.0 / 6.0), sat, maxc  # bc - gc >= -1: hue / 6 >= -1/6
+    return _wrap_unit(hue.div_(6.0)), sat, maxc  # hue / 6 in [-1/6, 5/6)
 
 
 def _rgb_from_planes(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
-    """RGB [..., 3, H, W] from hue, saturation, value planes [..., H, W] (see hsv_to_rgb)."""
+    """RGB [..., 3, H, W] from hue, saturation, value planes [..., H, W] (see hsv_to_rgb);
+    hue in [0, 1]."""
     n = torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype, device=h.device).view(3, 1, 1)
-    k = n + 6.0 * h.unsqueeze(-3)  # in [1, 11): mod 6 is one conditional subtraction
-    k = torch.where(k >= 6.0, k - 6.0, k)
+    k = n + 6.0 * h.unsqueeze(-3)  # in [1, 11]: mod 6 subtracts 6 * floor(k / 6), 0 or 6, exactly
+    k = k.sub_(k.div(6.0).floor_().mul_(6.0))  # (k < 6 never rounds to k / 6 = 1 in float32)
     f = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
     return f.mul_(s.unsqueeze(-3)).neg_().add_(1.0).mul_(v.unsqueeze(-3))  # v * (1 - s * f)
 
@@ -109,7 +113,7 @@ def _after_brightness(x: Tensor, mean: Tensor, contrast: Tensor, saturation: Ten
     s = saturation.view(_PER_CLIP)
     x = (s * x).add_((1 - s) * grayscale(x)).clamp_(0, 1)
     h, sat, val = _hsv_planes(x)
-    h = _wrap_unit(h + hue.view(-1, 1, 1, 1), -0.5, 1.5)  # hue in [-0.5, 0.5]
+    h = _wrap_unit(h + hue.view(-1, 1, 1, 1))  # shift in [-0.5, 0.5]
     return _rgb_from_planes(h, sat, val).clamp_(0, 1)
 
 
