@@ -8,7 +8,8 @@ import torch
 from udass.data.clip import Clip, ClipBatch, collate_clips, pair_view
 from udass.data.flow import (flow_cache_path, read_flo, read_flow, resize_flow, warp,
                              warp_valid_mask, write_flo, write_flow)
-from udass.data.transforms import hflip, photometric_jitter, random_crop, random_hflip, resize_clip
+from udass.data.transforms import (hflip, on_samples, photometric_jitter, random_crop, random_hflip,
+                                  resize_clip, sample_index)
 from udass.errors import UdassError
 
 
@@ -109,6 +110,31 @@ def test_random_hflip_flips_exactly_the_drawn_samples(with_labels):
         assert torch.equal(out.flows.signbit(), sel(b.flows, fl).signbit())
         assert (out.labels is None) if not with_labels else torch.equal(out.labels, sel(b.labels, lb))
     assert len(seen - {0, 5}) >= 2  # mixed draws were exercised, not only all / none
+
+
+def test_sample_index_and_on_samples():
+    """A contiguous run of drawn samples is a slice (views, no gather), a gapped one an index
+    tensor; either way on_samples changes exactly the drawn samples, and with all drawn it
+    returns fn's result itself (no copy)."""
+    on = lambda *v: torch.tensor(v, dtype=torch.bool)  # noqa: E731
+    assert sample_index(on(0, 1, 1, 0)) == slice(1, 3)
+    assert sample_index(on(1, 0, 0, 0)) == slice(0, 1)
+    assert torch.equal(sample_index(on(1, 0, 1, 1)), torch.tensor([0, 2, 3]))
+    x = torch.arange(4.0).view(4, 1).repeat(1, 3)
+    seen = []
+
+    def double(i):
+        seen.append(i)
+        return x[i] * 2
+
+    for mask in (on(0, 1, 1, 0), on(1, 0, 1, 1)):
+        out = on_samples(mask, x, double)
+        assert torch.equal(out, torch.where(mask.view(4, 1), x * 2, x))
+    assert isinstance(seen[0], slice) and isinstance(seen[1], torch.Tensor)
+    assert on_samples(on(0, 0, 0, 0), x, double) is x
+    everything = x * 2
+    assert on_samples(on(1, 1, 1, 1), x, lambda i: everything) is everything
+    assert torch.equal(x[:, 0], torch.arange(4.0))  # the input is left alone
 
 
 def test_resize_clip_scales_flow_vectors_and_keeps_label_ids():

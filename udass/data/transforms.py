@@ -11,6 +11,8 @@ with nearest-neighbour sampling. Functions take batched tensors
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -48,37 +50,59 @@ def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     return out.reshape(*lead, *size).to(labels.dtype)
 
 
+def flip_flow(flows: Tensor) -> Tensor:
+    """A flow field [..., 2, H, W] mirrored left-right: flipped, its x component negated."""
+    flows = flows.flip(-1)
+    return torch.cat([-flows[..., :1, :, :], flows[..., 1:, :, :]], dim=-3)
+
+
 def hflip(frames: Tensor, flows: Tensor, labels: Tensor | None = None
           ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Mirror clips left-right: frames and labels flipped; flow flipped and its x negated."""
-    frames = frames.flip(-1)
-    flows = flows.flip(-1)
-    flows = torch.cat([-flows[..., :1, :, :], flows[..., 1:, :, :]], dim=-3)
-    return frames, flows, None if labels is None else labels.flip(-1)
+    return frames.flip(-1), flip_flow(flows), None if labels is None else labels.flip(-1)
+
+
+def sample_index(on: Tensor) -> slice | Tensor:
+    """The samples where `on` [B] (CPU bool) is True, as an index into dimension 0: a slice
+    when they are one contiguous run (a view to read, a plain copy to write), else the index
+    tensor (a gather and a scatter)."""
+    idx = on.nonzero().squeeze(1)
+    first, last = int(idx[0]), int(idx[-1])
+    if last - first + 1 == len(idx):
+        return slice(first, last + 1)
+    return idx
+
+
+def on_samples(on: Tensor, x: Tensor, fn: Callable[[slice | Tensor], Tensor]) -> Tensor:
+    """x with its samples where `on` [B] (CPU bool) is True replaced by fn(index) (the new
+    values of those samples, computed from x[index]), the others unchanged; index is
+    `slice(None)` when all are on (no copy) and `sample_index(on)` otherwise.
+
+    For a transform that works sample by sample this gives the same values as running it on
+    all samples and selecting, without the work on the samples left alone."""
+    if bool(on.all()):
+        return fn(slice(None))
+    if not bool(on.any()):
+        return x
+    idx = sample_index(on)
+    if isinstance(idx, Tensor):
+        idx = idx.to(x.device)
+    out = x.clone()
+    out[idx] = fn(idx)
+    return out
 
 
 def random_hflip(batch: ClipBatch, p: float, generator: torch.Generator) -> ClipBatch:
-    """Flip each sample of the batch with probability p (one draw per clip)."""
+    """Flip each sample of the batch with probability p (one draw per clip); only the drawn
+    samples are copied and flipped."""
     do = torch.rand(len(batch), generator=generator) < p
     if not bool(do.any()):
         return batch
-    if bool(do.all()):
-        ff, fl, lb = hflip(batch.frames, batch.flows, batch.labels)
-        return ClipBatch(ff, fl, lb, batch.domain, batch.names, dict(batch.extras))
-    # only the drawn samples are flipped (a flip is a copy and a negation: the same values as
-    # flipping all and selecting, without the work on the others)
-    idx = do.nonzero().squeeze(1).to(batch.frames.device)
-    labels = None if batch.labels is None else batch.labels[idx]
-    ff, fl, lb = hflip(batch.frames[idx], batch.flows[idx], labels)
-
-    def put(a: Tensor, b: Tensor) -> Tensor:
-        out = a.clone()
-        out[idx] = b
-        return out
-
-    return ClipBatch(put(batch.frames, ff), put(batch.flows, fl),
-                     None if lb is None else put(batch.labels, lb), batch.domain, batch.names,
-                     dict(batch.extras))
+    return ClipBatch(on_samples(do, batch.frames, lambda i: batch.frames[i].flip(-1)),
+                     on_samples(do, batch.flows, lambda i: flip_flow(batch.flows[i])),
+                     None if batch.labels is None else
+                     on_samples(do, batch.labels, lambda i: batch.labels[i].flip(-1)),
+                     batch.domain, batch.names, dict(batch.extras))
 
 
 def random_crop(batch: ClipBatch, size: tuple[int, int], generator: torch.Generator) -> ClipBatch:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from udass.data.transforms import on_samples
+
 _GRAY = (0.299, 0.587, 0.114)
 
 
@@ -186,25 +188,7 @@ def strong_augment(frames: Tensor, generator: torch.Generator, jitter: float = 0
         # a mean's rounding depends on how many clips it runs over (with several threads, the
         # sum of a single clip is split between them), so the drawn subset must not recompute it.
         xb, mean = _brightness(x, bright)
-        x = _on_samples(jitter_on, x, lambda i: _after_brightness(
+        x = on_samples(jitter_on, x, lambda i: _after_brightness(
             xb[i], mean[i], contrast[i], saturation[i], hue[i]))
-    x = _on_samples(blur_on, x, lambda i: gaussian_blur(x[i], sigma[i]))
+    x = on_samples(blur_on, x, lambda i: gaussian_blur(x[i], sigma[i]))
     return x.to(dtype)
-
-
-def _on_samples(on: Tensor, x: Tensor, fn) -> Tensor:
-    """x with its samples where `on` [B] (CPU bool) is True replaced by fn(index) (the new values
-    of those samples), the others unchanged; index is `slice(None)` when all are on.
-
-    fn works sample by sample (per-sample factors, a grouped conv per map), so running it on the
-    chosen samples only gives the same values as running it on all and selecting, without the
-    work on samples left alone (on average 20 % of the colour jitter and half of the blur at
-    the DACS probabilities)."""
-    if bool(on.all()):
-        return fn(slice(None))
-    if not bool(on.any()):
-        return x
-    idx = on.nonzero().squeeze(1).to(x.device)
-    out = x.clone()
-    out[idx] = fn(idx)
-    return out
