@@ -104,3 +104,22 @@ def test_gray_and_black_pixels_and_the_wrapped_hue_end():
     ones = torch.ones(1)
     tiny = color_jitter(red, ones, ones, ones, torch.full((1,), -1e-9))
     assert torch.equal(tiny, color_jitter(red, ones, ones, ones, torch.zeros(1)))
+
+
+def test_gray_pixels_stay_finite_in_half_precision_and_with_denormals_flushed():
+    """The gray branch is a clamped denominator: it must not become 0 / 0 in float16 or when
+    denormals are flushed to zero (the smallest subnormal would read as 0 there)."""
+    x = torch.full((1, 1, 3, 2, 2), 0.5)
+    x[..., 0, 0] = 0.0
+    x[..., 1, 1] = torch.tensor([0.9, 0.2, 0.4])
+    ref = rgb_to_hsv(x)
+    assert torch.allclose(rgb_to_hsv(x.half()).float(), ref, atol=1e-3)
+    flushed = torch.set_flush_denormal(True)
+    try:
+        assert torch.equal(rgb_to_hsv(x), ref) or not flushed
+        ones = torch.ones(1)
+        out = color_jitter(x, ones, ones, ones, torch.full((1,), 0.1))
+        assert not torch.isnan(out).any()
+    finally:
+        torch.set_flush_denormal(False)
+    assert not torch.isnan(ref).any() and float(ref[0, 0, 0, 0, 0]) == 0.0

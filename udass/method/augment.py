@@ -28,11 +28,6 @@ def grayscale(frames: Tensor) -> Tensor:
     return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b).unsqueeze(-3)
 
 
-# The smallest positive float32 (subnormal): a denominator clamped to it only changes where it
-# is 0, and there its numerator is 0 too (0 / 2^-149 = 0), so no branch on a mask is needed.
-_TINY = 2.0 ** -149
-
-
 def _wrap_unit(x: Tensor) -> Tensor:
     """x mod 1 as x - floor(x) (two vectorised kernels, where torch.remainder and compare-and-
     select are hot spots here). For x in [-1, 2) it is x + 1, x or x - 1 computed as one IEEE
@@ -60,14 +55,22 @@ def _hsv_planes(rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(hue, saturation, value) planes [..., H, W] of RGB [..., 3, H, W].
 
     Channel max / min are elementwise (torch.maximum), not reductions with indices: the same
-    values, several times faster on CPU. Gray pixels (max = min) need no mask: their
-    differences are 0 and divide by the clamped denominator to 0, so hue = (0 - 0) / 6 = 0 and
-    saturation 0, the values of the torchvision formula's gray branch."""
+    values, several times faster on CPU.
+
+    Gray pixels (max = min) need no mask (a compare-and-select is a scalar loop on the CPU):
+    the denominators are clamped to the dtype's smallest normal number `tiny`, so a gray
+    pixel's differences, all 0, divide to 0, and hue = (0 - 0) / 6 = 0 and saturation = 0, the
+    values of the torchvision formula's gray branch. The clamp changes nothing else where the
+    channels are 0 or at least tiny / eps (2^-103 in float32; an image in [0, 1] from 8-bit
+    data never comes near), so those pixels get the same bits as the branching formula. Not
+    the smallest subnormal: with denormals flushed (`torch.set_flush_denormal(True)`) it
+    would read as 0 and gray pixels would give 0 / 0."""
     r, g, b = rgb.unbind(-3)
     maxc = torch.maximum(torch.maximum(r, g), b)
     delta = torch.minimum(torch.minimum(r, g), b).neg_().add_(maxc)  # maxc - minc
-    sat = delta / maxc.clamp_min(_TINY)
-    d = delta.clamp_min(_TINY)
+    tiny = torch.finfo(rgb.dtype).tiny
+    sat = delta / maxc.clamp_min(tiny)
+    d = delta.clamp_min(tiny)
     rc, gc, bc = (maxc - r).div_(d), (maxc - g).div_(d), (maxc - b).div_(d)
     hue = torch.where(maxc == r, bc - gc,
                       torch.where(maxc == g, rc.add(2.0).sub_(bc), gc.add_(4.0).sub_(rc)))
