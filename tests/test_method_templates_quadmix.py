@@ -67,6 +67,11 @@ def test_choose_classes_respects_exclude_and_long_tail(gen):
 def test_present_classes_ignores_255_and_out_of_range():
     labels = torch.tensor([[[0, 255], [3, 9]]])
     assert present_classes(labels, 4).tolist() == [[True, False, False, True]]
+    # negative ids, the first id past the classes and the largest int64 are no class either
+    odd = torch.tensor([[[-1, 4], [2 ** 63 - 1, -(2 ** 63)]], [[1, -5], [4, 255]]])
+    assert present_classes(odd, 4).tolist() == [[False] * 4, [False, True, False, False]]
+    assert class_mask(odd, torch.ones(2, 4, dtype=torch.bool)).tolist() == [
+        [[False, False], [False, False]], [[True, False], [False, False]]]
 
 
 def test_class_mask_matches_a_loop_reference(gen):

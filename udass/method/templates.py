@@ -69,14 +69,18 @@ class Template:
         return int(self.frames.shape[1])
 
 
+def _table_index(labels: Tensor, num_classes: int) -> Tensor:
+    """labels [B, ...] as [B, N] indices into a per-sample table of C + 2 slots: class c at
+    slot c + 1; slot 0 (labels < 0) and slot C + 1 (labels >= C, the ignore label 255 among
+    them) hold nothing. An add and a clamp (vectorised) instead of comparisons and a select."""
+    return labels.reshape(labels.shape[0], -1).long().add(1).clamp_(0, num_classes + 1)
+
+
 def present_classes(labels: Tensor, num_classes: int) -> Tensor:
     """Bool [B, C]: classes that occur in each sample of labels [B, ...] int64 (255 / >= C ignored)."""
-    b = labels.shape[0]
-    flat = labels.reshape(b, -1).long()
-    flat = torch.where((flat >= 0) & (flat < num_classes), flat, torch.full_like(flat, num_classes))
-    present = torch.zeros(b, num_classes + 1, dtype=torch.bool, device=labels.device)
-    present.scatter_(1, flat, True)
-    return present[:, :num_classes]
+    present = torch.zeros(labels.shape[0], num_classes + 2, dtype=torch.bool, device=labels.device)
+    present.scatter_(1, _table_index(labels, num_classes), True)
+    return present[:, 1:num_classes + 1]
 
 
 def choose_classes(labels_t: Tensor, num_classes: int, generator: torch.Generator,
@@ -117,10 +121,9 @@ def class_mask(labels: Tensor, classes: Tensor) -> Tensor:
     bool. Returns bool of labels' shape.
     """
     b, c = classes.shape
-    table = torch.cat([classes.bool(), classes.new_zeros(b, 1, dtype=torch.bool)], dim=1)
-    flat = labels.reshape(b, -1).long()
-    flat = torch.where((flat >= 0) & (flat < c), flat, torch.full_like(flat, c))
-    return torch.gather(table, 1, flat).view(labels.shape)
+    none = classes.new_zeros(b, 1, dtype=torch.bool)
+    table = torch.cat([none, classes.bool(), none], dim=1)
+    return torch.gather(table, 1, _table_index(labels, c)).view(labels.shape)
 
 
 def source_template(frames: Tensor, flows: Tensor, labels: Tensor, classes: Tensor) -> Template:
