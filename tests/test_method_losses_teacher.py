@@ -9,9 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from udass.data.flow import warp, warp_valid_mask
 from udass.method.losses import weighted_cross_entropy
-from udass.method.teacher import (EMATeacher, PseudoLabels, dacs_weight, ema_alpha, pseudo_label,
-                                  unwrap_model)
+from udass.method.teacher import (EMATeacher, PseudoLabels, dacs_weight, ema_alpha, propagate_probs,
+                                  pseudo_label, unwrap_model)
 
 
 # ------------------------------------------------------------------------------------- losses
@@ -228,6 +229,28 @@ def test_pseudo_label_averages_where_flow_valid_and_uses_p_t_elsewhere():
     assert torch.equal(pl.labels[:, 1], p_prev.argmax(1))
     off = pseudo_label(StandIn(), frames, flows, propagate=False)
     assert torch.equal(off.labels[:, 0], p_t.argmax(1)) and not off.valid.any()
+
+
+def test_propagate_probs_is_the_formula_bit_for_bit():
+    """P = (P_t + warp(P_{t-1}, F)) / 2 where the warp is valid, P_t elsewhere: the same bits as
+    the plain expression (the implementation works in the warp's output buffer)."""
+    g = torch.Generator().manual_seed(0)
+    p_t = torch.softmax(torch.randn(2, 5, 9, 14, generator=g), 1)
+    p_prev = torch.softmax(torch.randn(2, 5, 9, 14, generator=g), 1)
+    flow = torch.randn(2, 2, 9, 14, generator=g) * 3
+    flow[:, 0, :, :3] = -20.0  # leaves the frame
+    inputs = (p_t.clone(), p_prev.clone())
+    out, valid = propagate_probs(p_t, p_prev, flow)
+    ref_valid = warp_valid_mask(flow)
+    ref = torch.where(ref_valid.unsqueeze(1), 0.5 * (p_t + warp(p_prev, flow)), p_t)
+    assert torch.equal(valid, ref_valid) and (~valid).any() and valid.any()
+    assert torch.equal(out.view(torch.int32), ref.view(torch.int32))
+    assert torch.equal(p_t, inputs[0]) and torch.equal(p_prev, inputs[1])  # inputs untouched
+    p_prev.requires_grad_(True)  # differentiable too (no out= under autograd)
+    grad_out, _ = propagate_probs(p_t, p_prev, flow)
+    assert torch.equal(grad_out, ref)
+    grad_out.sum().backward()
+    assert p_prev.grad is not None and p_prev.grad.abs().sum() > 0
 
 
 def test_pseudo_label_warps_the_previous_prediction_by_flow():

@@ -169,8 +169,11 @@ def propagate_probs(probs_t: Tensor, probs_prev: Tensor, flow: Tensor) -> tuple[
     warp is valid, P_t elsewhere.
     """
     valid = warp_valid_mask(flow)
-    avg = 0.5 * (probs_t + warp(probs_prev, flow))
-    return torch.where(valid.unsqueeze(1), avg, probs_t), valid
+    # in the warp's output buffer: (w + P_t) * 0.5 is 0.5 * (P_t + w) exactly (IEEE sums and
+    # products commute), and the select writes element by element onto its own input
+    avg = warp(probs_prev, flow).add_(probs_t).mul_(0.5)
+    out = None if avg.requires_grad else avg  # autograd takes no out= (the teacher's has no grad)
+    return torch.where(valid.unsqueeze(1), avg, probs_t, out=out), valid
 
 
 @torch.no_grad()
