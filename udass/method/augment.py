@@ -29,11 +29,11 @@ def grayscale(frames: Tensor) -> Tensor:
 
 
 def _wrap_unit(x: Tensor) -> Tensor:
-    """x mod 1 as x - floor(x) (two vectorised kernels, where torch.remainder and compare-and-
+    """x mod 1 as x - floor(x), in place (two vectorised kernels, where torch.remainder and compare-and-
     select are hot spots here). For x in [-1, 2) it is x + 1, x or x - 1 computed as one IEEE
     subtraction, the same bits as those sums; a tiny negative x gives 1.0 (x + 1 rounds up),
     which _rgb_from_planes maps exactly as it maps 0."""
-    return x - x.floor()
+    return x.sub_(x.floor())
 
 
 def rgb_to_hsv(rgb: Tensor) -> Tensor:
@@ -112,13 +112,15 @@ def _brightness(frames: Tensor, brightness: Tensor) -> tuple[Tensor, Tensor]:
 
 def _after_brightness(x: Tensor, mean: Tensor, contrast: Tensor, saturation: Tensor,
                       hue: Tensor) -> Tensor:
-    """The contrast, saturation and hue steps of color_jitter on its brightness step's output."""
+    """The contrast, saturation and hue steps of color_jitter on its brightness step's output,
+    which they overwrite (a temporary: x * c is c * x, bit for bit)."""
     c = contrast.view(_PER_CLIP)
-    x = (c * x).add_((1 - c) * mean).clamp_(0, 1)
+    x = x.mul_(c).add_((1 - c) * mean).clamp_(0, 1)
     s = saturation.view(_PER_CLIP)
-    x = (s * x).add_((1 - s) * grayscale(x)).clamp_(0, 1)
+    gray = grayscale(x)
+    x = x.mul_(s).add_((1 - s) * gray).clamp_(0, 1)
     h, sat, val = _hsv_planes(x)
-    h = _wrap_unit(h + hue.view(-1, 1, 1, 1))  # shift in [-0.5, 0.5]
+    h = _wrap_unit(h.add_(hue.view(-1, 1, 1, 1)))  # shift in [-0.5, 0.5]
     return _rgb_from_planes(h, sat, val).clamp_(0, 1)
 
 
