@@ -212,7 +212,8 @@ class Trainer:
         self.progress = progress
         self.dist, self.device = init_distributed(device)
         set_determinism(self.device)
-        self.allocator_tuned = self.device.type == "cpu" and tune_cpu_allocator()
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         self.benchmark: Benchmark = get_benchmark(cfg.data.benchmark)
         self.data_root = self._resolve_data_root(data_root)
         self.method = cfg.train.method

@@ -29,10 +29,10 @@ def grayscale(frames: Tensor) -> Tensor:
 
 
 def _wrap_unit(x: Tensor) -> Tensor:
-    """x mod 1 as x - floor(x), in place (two vectorised kernels, where torch.remainder and compare-and-
-    select are hot spots here). For x in [-1, 2) it is x + 1, x or x - 1 computed as one IEEE
-    subtraction, the same bits as those sums; a tiny negative x gives 1.0 (x + 1 rounds up),
-    which _rgb_from_planes maps exactly as it maps 0."""
+    """x mod 1 as x - floor(x), in place (two vectorised kernels, where torch.remainder and
+    compare-and-select are hot spots here). For x in [-1, 2) it is x + 1, x or x - 1 computed
+    as one IEEE subtraction, the same bits as those sums; a tiny negative x gives 1.0 (x + 1
+    rounds up), which _rgb_from_planes maps exactly as it maps 0."""
     return x.sub_(x.floor())
 
 
