@@ -82,7 +82,6 @@ def test_hue_wrap_matches_the_remainder_formula_at_the_extremes():
         assert torch.equal(color_jitter(x, ones, ones, ones, hue), expected)
 
 
-
 def test_gray_and_black_pixels_and_the_wrapped_hue_end():
     """Gray (max = min) and black pixels take the formula's gray branch without a mask: hue 0,
     saturation 0, exactly; a hue of 1.0 (a tiny negative hue + 1 rounds to it) converts back
