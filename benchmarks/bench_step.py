@@ -14,14 +14,16 @@ excluded (QuadMix's first step has no templates yet and runs ClassMix). Reported
 step time of each method and the ratios quadmix / dacs (target <= 2.2), quadmix / source_only,
 dacs / source_only.
 
-Where the time goes, measured inside the real step (no estimate): forward hooks on the student
-(the Learner: network, temporal fusion, feature-level fusion) and on the teacher network, timers
-around `Trainer._backward` (loss.backward), the optimiser step (step hooks), the EMA update, the
-strong augmentation, crop / flip, the pseudo-label post-processing (`pseudo_label` minus its
+Where the time goes, measured inside the real step through its profiler ranges: every part of
+a step runs inside a `torch.profiler.record_function` range named `udass.<part>` (the student
+forward, the teacher forward, each backward pass, the optimiser step, the EMA update, crop / flip,
+the strong augmentation, the pseudo-label post-processing (the `pseudo_label` range minus its
 teacher forward), class selection + templates, the QuadMix / ClassMix pastes, the loss functions
 (upsampling + weighted cross-entropy), the aggregation loss, batch concatenation and the finite
-check of the losses; "other" is the rest (autocast contexts, dataclass copies, zero_grad, the
-scheduler: Python bookkeeping). The network passes are the student forward and
+check of the losses). The same steps are run a second time under `torch.profiler.profile`, and
+each range's time minus the ranges nested in it is its part; "other" is the rest of the profiled
+step (autocast contexts, dataclass copies, zero_grad, the scheduler: Python bookkeeping). Step
+times and ratios come from the unprofiled rounds. The network passes are the student forward and
 backward and the teacher forward; the share of a step outside them has a target of < 15 %.
 `--variant vit=mit_b0` (repeatable) adds a larger model at the same crop, for the trend (timed
 over `--variant-steps` steps after one warm-up step). `--profile paper` (on a GPU: MiT-B5 and
@@ -30,16 +32,13 @@ at the paper's scale; timers synchronise CUDA around every timed part.
 """
 from __future__ import annotations
 
-import contextlib
+import copy
 import dataclasses
-import functools
-import importlib
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -52,110 +51,33 @@ TARGET_RATIO = 2.2       # quadmix step <= 2.2 x dacs step
 TARGET_OUTSIDE = 0.15    # share of a quadmix step outside the network passes
 
 
-# ----------------------------------------------------------------------------------- timers
-class Profile:
-    """Seconds per part of one train_step; the module-level `_ACTIVE` profile is filled."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
+# ----------------------------------------------------------------------------------- parts
+# profiler range -> breakdown key (the pseudo_label range's own time is its post-processing)
+RENAME = {"pseudo_label": "pseudo_label_post"}
 
 
-_ACTIVE: list[Profile | None] = [None]
-
-
-def _add(key: str, dt: float) -> None:
-    prof = _ACTIVE[0]
-    if prof is not None:
-        prof.seconds[key] += dt
-
-
-def _timed(fn: Callable, key: str, sync: Callable[[], None] | None) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if sync:
-            sync()
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            if sync:
-                sync()
-            _add(key, time.perf_counter() - t0)
-    return wrapper
-
-
-def _hook_forward(module: torch.nn.Module, key: str, sync: Callable[[], None] | None) -> None:
-    starts: list[float] = []
-
-    def pre(_m: Any, _args: Any) -> None:
-        if sync:
-            sync()
-        starts.append(time.perf_counter())
-
-    def post(_m: Any, _args: Any, _out: Any) -> None:
-        if sync:
-            sync()
-        _add(key, time.perf_counter() - starts.pop())
-
-    module.register_forward_pre_hook(pre)
-    module.register_forward_hook(post)
-
-
-@contextlib.contextmanager
-def method_timers(sync: Callable[[], None] | None) -> Iterator[None]:
-    """Timers around the functions the step imports at call time (module attributes), removed
-    on exit."""
-    import udass.train as tr
-
-    qm, te, tp, lo = (importlib.import_module(f"udass.method.{n}")  # the modules themselves:
-                      for n in ("quadmix", "teacher", "templates", "losses"))  # udass.method re-exports names
-    targets = [(te, "pseudo_label", "pseudo_label_incl_teacher"), (qm, "quadmix", "paste"),
-               (qm, "classmix", "paste"), (lo, "weighted_cross_entropy", "losses"),
-               (tr, "_cat_clips", "concat_batches")]
-    targets += [(tp, n, "classes_templates") for n in ("choose_classes", "source_template", "target_template")]
-    originals = [(mod, name, getattr(mod, name)) for mod, name, _ in targets]
-    for mod, name, key in targets:
-        setattr(mod, name, _timed(getattr(mod, name), key, sync))
-    try:
-        yield
-    finally:
-        for mod, name, fn in originals:
-            setattr(mod, name, fn)
-
-
-def instrument(trainer: Any, sync: Callable[[], None] | None = None) -> None:
-    """Attach the timers to one Trainer (its student, teacher, optimiser and step helpers; the
-    method functions are timed inside `method_timers`)."""
-    _hook_forward(trainer.learner, "student_forward", sync)
-    _hook_forward(trainer.teacher.model, "teacher_forward", sync)
-    trainer._backward = _timed(trainer._backward, "backward", sync)
-    trainer.teacher.update = _timed(trainer.teacher.update, "ema_update", sync)
-    trainer._strong = _timed(trainer._strong, "strong_augment", sync)
-    trainer._geometric = _timed(trainer._geometric, "crop_flip", sync)
-    trainer._aggregation = _timed(trainer._aggregation, "aggregation_loss", sync)
-    trainer._check_finite = _timed(trainer._check_finite, "finite_check", sync)
-    starts: list[float] = []
-
-    def pre(*_: Any) -> None:
-        if sync:
-            sync()
-        starts.append(time.perf_counter())
-
-    def post(*_: Any) -> None:
-        if sync:
-            sync()
-        _add("optimizer_step", time.perf_counter() - starts.pop())
-
-    trainer.optimizer.register_step_pre_hook(pre)
-    trainer.optimizer.register_step_post_hook(post)
+def range_parts(events: Any, prefix: str = "udass.") -> dict[str, float]:
+    """Seconds per part from a profiler's events: each `udass.*` range's duration minus the
+    durations of the `udass.*` ranges directly nested in it (same thread), summed by name."""
+    spans = sorted(((e.time_range.start, e.time_range.end, e.name[len(prefix):], e.thread)
+                    for e in events if e.name.startswith(prefix)), key=lambda t: (t[3], t[0], -t[1]))
+    out: dict[str, float] = defaultdict(float)
+    stack: list[tuple[float, float, str, int]] = []
+    for span in spans:
+        while stack and (stack[-1][3] != span[3] or stack[-1][1] <= span[0]):
+            stack.pop()
+        dur = (span[1] - span[0]) * 1e-6
+        out[RENAME.get(span[2], span[2])] += dur
+        if stack:
+            parent = stack[-1][2]
+            out[RENAME.get(parent, parent)] -= dur
+        stack.append(span)
+    return dict(out)
 
 
 def parts_of(seconds: dict[str, float], step: float) -> dict[str, float]:
-    """Disjoint parts of one step: the pseudo-label post-processing excludes its teacher forward;
-    `other` is what no timer covers."""
-    parts = {k: v for k, v in seconds.items() if k != "pseudo_label_incl_teacher"}
-    if "pseudo_label_incl_teacher" in seconds:
-        parts["pseudo_label_post"] = seconds["pseudo_label_incl_teacher"] - seconds.get("teacher_forward", 0.0)
+    """Disjoint parts of one step plus `other`, the time no range covers."""
+    parts = dict(seconds)
     parts["other"] = step - sum(parts.values())
     return parts
 
@@ -190,21 +112,24 @@ def measure_backbone(backbone: str, variant: str | None, profile: str, steps: in
         q = trainers["quadmix"]
         _ = q.long_tail  # computed once from the source split, as before the trainer's clock starts
         batches = q.batches(warmup + steps)
-        for t in trainers.values():
-            instrument(t, sync)
+        states = {m: copy.deepcopy(_state(t)) for m, t in trainers.items()}
         step_s: dict[str, list[float]] = {m: [] for m in METHODS}
         parts: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
-        with method_timers(sync):
+        for profiled in (False, True):
+            for m, t in trainers.items():  # both rounds start from the same weights and step
+                _restore(t, states[m])
             for k, (source, target) in enumerate(batches):
                 for m in METHODS[k % 3:] + METHODS[:k % 3]:  # the order rotates each step
-                    prof = Profile()
-                    _ACTIVE[0] = prof
                     src, tgt = _clone(source), _clone(target)  # copied before the clock starts
-                    dt, _ = benchlib.time_once(lambda: trainers[m].train_step(src, tgt), sync)
-                    _ACTIVE[0] = None
+                    if not profiled:
+                        dt, _ = benchlib.time_once(lambda: trainers[m].train_step(src, tgt), sync)
+                        if k >= warmup:
+                            step_s[m].append(dt)
+                        continue
+                    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                        dt, _ = benchlib.time_once(lambda: trainers[m].train_step(src, tgt), sync)
                     if k >= warmup:
-                        step_s[m].append(dt)
-                        parts[m].append(parts_of(prof.seconds, dt))
+                        parts[m].append(parts_of(range_parts(prof.events()), dt))
         cfg = q.cfg
     result: dict[str, Any] = {
         "variant": cfg.model.variant, "steps_timed": steps, "warmup_steps_excluded": warmup,
@@ -220,7 +145,7 @@ def measure_backbone(backbone: str, variant: str | None, profile: str, steps: in
         "dacs/source_only": benchlib.ratio(med["dacs"], med["source_only"]),
         "quadmix/dacs_median_of_steps": round(sorted(per_round)[len(per_round) // 2], 3),
     }
-    result["breakdown"] = {m: breakdown(parts[m], step_s[m]) for m in METHODS}
+    result["breakdown"] = {m: breakdown(parts[m], [sum(p.values()) for p in parts[m]]) for m in METHODS}
     outside = result["breakdown"]["quadmix"]["outside_network_share"]
     result["targets"] = {
         "quadmix/dacs <= 2.2": result["ratios"]["quadmix/dacs"] <= TARGET_RATIO,
@@ -229,8 +154,23 @@ def measure_backbone(backbone: str, variant: str | None, profile: str, steps: in
     return result
 
 
+def _state(trainer: Any) -> dict[str, Any]:
+    return {"learner": trainer.learner.state_dict(), "teacher": trainer.teacher.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
+            "step": trainer.step, "templates": trainer.templates}
+
+
+def _restore(trainer: Any, state: dict[str, Any]) -> None:
+    trainer.learner.load_state_dict(state["learner"])
+    trainer.teacher.load_state_dict(state["teacher"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.step, trainer.templates = state["step"], state["templates"]
+
+
 def breakdown(parts: list[dict[str, float]], steps: list[float]) -> dict[str, Any]:
-    """Mean milliseconds per step of each part and their shares of the summed step time."""
+    """Mean milliseconds per profiled step of each part and their shares of the summed
+    profiled step time (`steps`: the profiled steps' wall times)."""
     total = sum(steps)
     keys = sorted({k for p in parts for k in p})
     sums = {k: sum(p.get(k, 0.0) for p in parts) for k in keys}

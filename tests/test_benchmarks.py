@@ -143,13 +143,6 @@ def test_step_breakdown_accounts_for_the_step_without_double_counting(quick):
     assert set(r["targets"]) == {"quadmix/dacs <= 2.2", "quadmix outside network < 15%"}
 
 
-def test_step_timers_are_removed_after_the_run(quick):
-    import importlib
-
-    qm = importlib.import_module("udass.method.quadmix")
-    assert qm.quadmix.__module__ == "udass.method.quadmix" and not hasattr(qm.quadmix, "__wrapped__")
-
-
 # ----------------------------------------------------------------------------------- memory
 def test_memory_runs_in_a_fresh_process_and_states_the_gpu(quick):
     m = quick["memory"]

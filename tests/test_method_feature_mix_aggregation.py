@@ -63,12 +63,17 @@ def test_feature_mix_loss_is_the_mean_of_the_two_weighted_ces():
     pc, pd = torch.randn(2, 4, 3, 5, requires_grad=True), torch.randn(2, 4, 3, 5)
     lc, ld = torch.randint(0, 3, (2, 6, 10)), torch.randint(0, 3, (2, 6, 10))
     wc, wd = torch.rand(2, 6, 10), torch.rand(2, 6, 10)
-    loss = feature_mix_loss(classify, pc, pd, lc, wc, ld, wd)
+    loss = feature_mix_loss(classify(torch.cat([pc, pd])), lc, wc, ld, wd)
     ref = 0.5 * (weighted_cross_entropy(classify(pc), lc, wc)
                  + weighted_cross_entropy(classify(pd), ld, wd))
     assert torch.allclose(loss, ref, atol=1e-6)
+    # the X_tss half is supervised with Y_tss, the X_stt half with Y_stt: swapping them changes it
+    swapped = feature_mix_loss(classify(torch.cat([pc, pd])), ld, wd, lc, wc)
+    assert not torch.allclose(loss, swapped, atol=1e-4)
     loss.backward()
     assert pc.grad is not None and classify.weight.grad is not None
+    with pytest.raises(ValueError, match="2B"):
+        feature_mix_loss(classify(pc), lc, wc, ld, wd)
 
 
 # ------------------------------------------------------------------------------------- prototypes

@@ -76,7 +76,7 @@ def test_one_quadmix_step_runs_end_to_end(video):
                                                      m.weights[:, 0]) for i, m in enumerate(samples)) / 2
             shared = shared_region(templates[0].mask[:, 0], templates[1].mask[:, 0])
             pc, pd = fusion(mout["features"][:b], mout["features"][b:], shared)
-            loss = loss + feature_mix_loss(student.classify, pc, pd, samples[0].labels[:, 0],
+            loss = loss + feature_mix_loss(student.classify(torch.cat([pc, pd])), samples[0].labels[:, 0],
                                            samples[0].weights[:, 0], samples[1].labels[:, 0],
                                            samples[1].weights[:, 0])
         loss.backward()

@@ -135,9 +135,9 @@ def test_other_config_on_existing_out_is_an_error_and_finished_out_reevaluates(t
 
 
 def test_nan_loss_stops_with_step_and_term_and_keeps_last_checkpoint(tmp_path, monkeypatch):
-    import udass.method.losses as losses
+    import udass.train.step as step
 
-    real = losses.weighted_cross_entropy
+    real = step.wce
     calls = {"n": 0}
 
     def poisoned(logits, labels, weights=None):
@@ -145,7 +145,7 @@ def test_nan_loss_stops_with_step_and_term_and_keeps_last_checkpoint(tmp_path, m
         loss = real(logits, labels, weights)
         return loss * float("nan") if calls["n"] > 1 else loss
 
-    monkeypatch.setattr(losses, "weighted_cross_entropy", poisoned)
+    monkeypatch.setattr(step, "wce", poisoned)
     out = tmp_path / "run"
     cfg = _cfg("source_only", "vit", **{"train.checkpoint_every": 1})
     with pytest.raises(TrainingDiverged, match=r"step 2: loss term loss_src is nan.*step_0000001\.pt"):

@@ -67,9 +67,10 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 0.01
     head_lr_mult: float = 10.0          # decoder / classifier heads
+    fusion_lr_mult: float = 10.0        # temporal and feature fusion layers (docs/method.md)
     warmup_steps: int = 0
     poly_power: float = 1.0
-    grad_clip: float | None = None
+    grad_clip: float | None = None      # max global gradient L2 norm; None: no clipping
 
 
 @dataclass(frozen=True)

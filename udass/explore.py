@@ -511,7 +511,8 @@ def _first(x: Tensor | None) -> Tensor | None:
 
 
 def explorer_figure(capture: Mapping[str, Any], benchmark: str, sample: int = 0) -> Any:
-    """The figure of one captured training step (`Trainer.capture`), sample `sample` of the batch.
+    """The figure of one recorded training step (`StepRecord.to_dict()` plus its "step" index),
+    sample `sample` of the batch.
 
     Rows: S (ground truth), T (teacher pseudo-labels), the templates S' and T' (with their class
     masks), the mixed clips X_ss, X_tt, X_tss, X_stt (or the first step's ClassMix sample).
@@ -582,7 +583,7 @@ def quadmix_explorer(notebook: str = "00_quadmix_explorer", benchmark: Any = "sy
                      pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
                      runs_root: Any = "runs", iterations: Any = 3, init_from_run: bool = True,
                      progress: bool = True) -> dict[str, Any]:
-    """Step a QuadMix Trainer a few iterations with `trainer.capture = {}` and render each step.
+    """Step a QuadMix Trainer a few iterations (`Trainer.train_step_recorded`) and render each step.
 
     init_from_run: start the student (and so the teacher) from the finished quadmix run of this
     config (trained if missing), so that the pseudo-labels and template masks are meaningful;
@@ -611,14 +612,14 @@ def quadmix_explorer(notebook: str = "00_quadmix_explorer", benchmark: Any = "sy
     trainer = Trainer(cfg, p.runs_root / "explorer-scratch", device=p.device, progress=False)
     captures, losses, figures = [], [], {}
     for k, (source, target) in enumerate(trainer.batches(n_iter), start=1):
-        trainer.capture = {}
-        losses.append({n: round(v, 5) for n, v in trainer.train_step(source, target).items()})
-        captures.append(trainer.capture)
-        fig = explorer_figure(trainer.capture, p.benchmark)
+        values, record = trainer.train_step_recorded(source, target)
+        losses.append({n: round(v, 5) for n, v in values.items()})
+        capture = {**record.to_dict(), "step": k - 1}
+        captures.append(capture)
+        fig = explorer_figure(capture, p.benchmark)
         path = out_dir / f"quadmix_explorer_step{k}.png"
         write_bytes(path, _png_bytes(fig))
         figures[f"step{k}"] = path
-    trainer.capture = None
     summary = [_capture_summary(c) for c in captures]
     write_json(out_dir / "metrics.json", {
         "notebook": notebook, "benchmark": p.benchmark, "backbone": p.backbone, "profile": p.profile,

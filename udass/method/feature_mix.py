@@ -7,8 +7,6 @@ with the mixed labels, which reduces the semantic drift caused by the different 
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -74,17 +72,18 @@ class FeatureFusion(nn.Module):
         return torch.where(m, fused[:b], phi_c), torch.where(m, fused[b:], phi_d)
 
 
-def feature_mix_loss(classify: Callable[[Tensor], Tensor], phi_c: Tensor, phi_d: Tensor,
-                     labels_c: Tensor, weights_c: Tensor | None, labels_d: Tensor,
-                     weights_d: Tensor | None) -> Tensor:
+def feature_mix_loss(fused_logits: Tensor, labels_c: Tensor, weights_c: Tensor | None,
+                     labels_d: Tensor, weights_d: Tensor | None) -> Tensor:
     """L_feat = 1/2 CE_w(h(phi_c'), Y_tss) + 1/2 CE_w(h(phi_d'), Y_stt).
 
-    classify: the model's classifier h (`model.classify`, features -> logits, no temporal fusion);
-    phi_c, phi_d: [B, D, h, w] already fused features (FeatureFusion output); labels_*: [B, H, W]
-    int64 mixed labels of frame t (255 ignore); weights_*: [B, H, W] float or None.
-    Both feature maps go through `classify` in one batched call. Returns a float32 scalar.
+    fused_logits: [2B, C, h, w], the classifier h (`model.classify`, no temporal fusion) on the
+    fused features [phi_c'; phi_d'] (FeatureFusion output): X_tss's B maps, then X_stt's.
+    labels_*: [B, H, W] int64 mixed labels of frame t (255 ignore); weights_*: [B, H, W] float
+    or None. Returns a float32 scalar.
     """
-    b = phi_c.shape[0]
-    logits = classify(torch.cat([phi_c, phi_d], 0))
-    return 0.5 * (weighted_cross_entropy(logits[:b], labels_c, weights_c)
-                  + weighted_cross_entropy(logits[b:], labels_d, weights_d))
+    b = labels_c.shape[0]
+    if fused_logits.shape[0] != 2 * b or labels_d.shape[0] != b:
+        raise ValueError(f"feature_mix_loss: expected fused logits [2B, C, h, w] for labels of batch "
+                         f"B = {b}, got {tuple(fused_logits.shape)} and {tuple(labels_d.shape)}")
+    return 0.5 * (weighted_cross_entropy(fused_logits[:b], labels_c, weights_c)
+                  + weighted_cross_entropy(fused_logits[b:], labels_d, weights_d))

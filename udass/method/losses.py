@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
+from torch.profiler import record_function
 
 IGNORE_INDEX = 255
 
@@ -14,6 +15,7 @@ def upsample_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
+@record_function("udass.losses")
 def weighted_cross_entropy(logits: Tensor, labels: Tensor, weights: Tensor | None = None) -> Tensor:
     """Pixel-weighted cross-entropy `CE_w` of the paper.
 

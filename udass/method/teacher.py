@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.profiler import record_function
 
 from udass.data.flow import warp, warp_valid_mask
 from udass.method.losses import upsample_logits
@@ -80,6 +81,7 @@ class EMATeacher:
         return ema_t, ema_s, ints
 
     @torch.no_grad()
+    @record_function("udass.ema_update")
     def update(self, student: nn.Module, step: int, ema: float) -> float:
         """teacher <- alpha * teacher + (1 - alpha) * student, alpha = ema_alpha(step, ema).
 
@@ -148,7 +150,8 @@ def teacher_probs(model: nn.Module, frames: Tensor, flows: Tensor) -> Tensor:
 
     frames: [B, K, 3, H, W] in [0, 1]; flows: [B, K-1, 2, H, W]. Returns [B, C, H, W] float32.
     """
-    logits = model(frames, flows)["logits"]
+    with record_function("udass.teacher_forward"):
+        logits = model(frames, flows)["logits"]
     return torch.softmax(upsample_logits(logits.float(), tuple(frames.shape[-2:])), dim=1)
 
 

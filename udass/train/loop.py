@@ -1,19 +1,10 @@
-"""Training: one step function for every method, checkpoint / exact resume, DDP, logging.
+"""The training loop: seeding, the optimiser, the EMA teacher, checkpoints and exact resume,
+logging, DDP and AMP around the step functions of `udass.train.step`, and the `udass train`
+entry points.
 
-The step (DESIGN.md "Data flow"):
-
-    source clip S, target clip T --> geometric augmentation (crop, flip: flow follows)
-      --> teacher: flow-propagated pseudo-labels and weights of T
-      --> templates of the previous step --> QuadMix paths (or ClassMix for `dacs`)
-      --> strong augmentation --> student passes, losses, backward
-      --> optimiser step --> EMA teacher --> templates for the next step --> log
-
-Methods: `source_only` (source labels), `oracle` (target labels: an upper bound), `dacs`
-(same-step ClassMix + mean teacher), `quadmix` (METHOD.md). Each ablation is a config switch.
-
-Every random draw of step k comes from generators seeded by (seed, k), and batches come from a
-step-indexed sampler, so a run stopped after step k and resumed gives bit-identical parameters
-to an uninterrupted run on CPU.
+Every random draw of step k comes from generators seeded by (seed, k, rank), and batches come
+from a step-indexed sampler, so a run stopped after step k and resumed gives bit-identical
+parameters to an uninterrupted run on CPU.
 """
 from __future__ import annotations
 
@@ -31,22 +22,32 @@ from typing import Any, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.profiler import record_function
+from torch.utils.data import Dataset
 
 from udass import checkpoint as ckpt
 from udass.config import (Config, build_config, config_diff, config_from_dict, parse_set_args,
                           train_command)
-from udass.data.clip import ClipBatch, collate_clips, pair_view
-from udass.data.flow import resize_flow, warp, warp_valid_mask
+from udass.data.clip import ClipBatch, collate_clips
+from udass.data.datasets import build_dataset
 from udass.data.protocols import IGNORE, Benchmark, get_benchmark
-from udass.data.transforms import random_crop, random_hflip
+from udass.data.synthetic import ensure_synthetic_root, read_marker
 from udass.errors import UdassError
+from udass.evaluate import evaluate_model, metrics_record, temporal_consistency
 from udass.io import write_json
+from udass.method.feature_mix import FeatureFusion
+from udass.method.teacher import EMATeacher
+from udass.method.templates import Template
+from udass.models import build_model, load_pretrained
 from udass.runtime import (barrier, device_description, git_commit, init_distributed,
                            library_versions, set_determinism, step_seed,
                            tune_cpu_allocator)
+from udass.train.learner import Learner
+from udass.train.optim import build_optimizer, clip_gradients, lr_factor
+from udass.train.sampler import StepBatchSampler, make_loader
+from udass.train.step import (Networks, StepEnv, StepOutput, StepRecord, dacs_step, quadmix_step,
+                              supervised_step)
 
 # Config keys that control a run but not what it computes: they may differ on resume.
 RUN_CONTROL_KEYS = ("train.checkpoint_every", "train.log_every", "train.eval_every",
@@ -57,118 +58,6 @@ LOG_COLUMNS = ("step", "lr", "loss_total", "loss_src", "loss_aux", "loss_trg", "
 
 class TrainingDiverged(UdassError):
     """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
-
-
-# ----------------------------------------------------------------------------------- sampling
-class StepBatchSampler(Sampler[list[int]]):
-    """Batches indexed by training step: the batch of step k is a pure function of (seed, k).
-
-    Global position j = k * B * world + r * B + i walks through a fresh permutation per epoch
-    (epoch = j // n, permutation seeded by (seed, epoch)); rank r takes its own slice.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, start: int, end: int,
-                 rank: int = 0, world: int = 1) -> None:
-        if n < 1:
-            raise UdassError("a training split is empty; run `udass check-data` on the data root")
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.start, self.end, self.rank, self.world = start, end, rank, world
-        self._perms: dict[int, Tensor] = {}
-
-    def _perm(self, epoch: int) -> Tensor:
-        if epoch not in self._perms:
-            if len(self._perms) > 2:
-                self._perms.pop(min(self._perms))
-            g = torch.Generator().manual_seed(step_seed(self.seed, epoch, stream=17))
-            self._perms[epoch] = torch.randperm(self.n, generator=g)
-        return self._perms[epoch]
-
-    def indices_for_step(self, step: int) -> list[int]:
-        base = step * self.batch_size * self.world + self.rank * self.batch_size
-        return [int(self._perm(j // self.n)[j % self.n]) for j in range(base, base + self.batch_size)]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for step in range(self.start, self.end):
-            yield self.indices_for_step(step)
-
-    def __len__(self) -> int:
-        return max(0, self.end - self.start)
-
-
-def _loader(dataset: Dataset, sampler: StepBatchSampler, workers: int, pin: bool) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_clips, num_workers=workers,
-                      pin_memory=pin, persistent_workers=False,
-                      prefetch_factor=2 if workers > 0 else None)
-
-
-# ----------------------------------------------------------------------------------- the student
-class Learner(nn.Module):
-    """What the optimiser trains: the segmentation network and, for QuadMix with feature-level
-    mixing, the 1x1 fusion g. One forward call is one student pass over a batch of clips."""
-
-    def __init__(self, net: nn.Module, fusion: nn.Module | None = None) -> None:
-        super().__init__()
-        self.net = net
-        self.fusion = fusion
-
-    def forward(self, frames: Tensor, flows: Tensor, fuse_shared: Tensor | None = None
-                ) -> dict[str, Any]:
-        """frames [N, K, 3, H, W], flows [N, K-1, 2, H, W].
-
-        fuse_shared: [n, H, W] bool shared class-mask region; when given, the batch is
-        [X_tss (n); X_stt (n)] and the output carries `fused_logits` = (h(Phi_c'), h(Phi_d')).
-        """
-        out = dict(self.net(frames, flows))
-        if fuse_shared is not None:
-            n = fuse_shared.shape[0]
-            feats = out["features"]
-            phi_c, phi_d = self.fusion(feats[:n], feats[n:2 * n], fuse_shared)
-            out["fused_logits"] = (self.net.classify(phi_c), self.net.classify(phi_d))
-        return out
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
-# ----------------------------------------------------------------------------------- optimisation
-def lr_factor(step: int, total: int, warmup: int, power: float, warmup_ratio: float = 1e-6) -> float:
-    """Linear warm-up from `warmup_ratio` over `warmup` steps, then poly decay to 0 at `total`
-    (the schedule ends where training ends)."""
-    if warmup > 0 and step < warmup:
-        return warmup_ratio + (1 - warmup_ratio) * step / warmup
-    return max(0.0, 1.0 - step / max(total, 1)) ** power
-
-
-def build_optimizer(learner: Learner, cfg: Config) -> torch.optim.Optimizer:
-    """SGD (CNN) or AdamW (ViT); heads (decoder, classifier, aux, temporal fusion, feature fusion)
-    at lr x head_lr_mult; for AdamW, normalisation parameters without weight decay (DAFormer)."""
-    o = cfg.optim
-    groups_by_role = learner.net.param_groups()
-    head_ids = {id(p) for p in groups_by_role["head"]}
-    if learner.fusion is not None:
-        head_ids |= {id(p) for p in learner.fusion.parameters()}
-    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, p in learner.named_parameters():
-        if not p.requires_grad:
-            continue
-        no_decay = o.name == "adamw" and "norm" in name.rsplit(".", 2)[-2]
-        buckets.setdefault((id(p) in head_ids, no_decay), []).append(p)
-    groups = [{"params": ps, "lr": o.lr * (o.head_lr_mult if head else 1.0),
-               "weight_decay": 0.0 if nd else o.weight_decay, "role": "head" if head else "backbone"}
-              for (head, nd), ps in sorted(buckets.items())]
-    # foreach: one multi-tensor kernel per update term instead of a Python loop over the
-    # parameters (torch picks it on CUDA, not on CPU); the same values, faster on CPU
-    if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                               foreach=True)
-    return torch.optim.AdamW(groups, lr=o.lr, betas=(0.9, 0.999), weight_decay=o.weight_decay,
-                             foreach=True)
-
-
-# ----------------------------------------------------------------------------------- helpers
-def _cat_clips(parts: Sequence[Any]) -> tuple[Tensor, Tensor]:
-    return (torch.cat([p.frames for p in parts]), torch.cat([p.flows for p in parts]))
 
 
 def compute_long_tail(dataset: Dataset, num_classes: int, fraction: float = 0.4,
@@ -191,11 +80,6 @@ def compute_long_tail(dataset: Dataset, num_classes: int, fraction: float = 0.4,
     return tuple(sorted(present[:k]))
 
 
-@dataclasses.dataclass
-class StepResult:
-    losses: dict[str, float]
-    seconds: float
-
 
 # ----------------------------------------------------------------------------------- trainer
 class Trainer:
@@ -204,9 +88,6 @@ class Trainer:
 
     def __init__(self, cfg: Config, out: str | Path, device: str = "auto", progress: bool = True,
                  data_root: str | Path | None = None) -> None:
-        from udass.method.teacher import EMATeacher
-        from udass.models import build_model
-
         self.cfg = cfg
         self.out = Path(out)
         self.progress = progress
@@ -225,8 +106,6 @@ class Trainer:
                           temporal_fusion=cfg.model.temporal_fusion, drop_path=cfg.model.drop_path)
         self.init_note = "random initialisation"
         if cfg.model.pretrained:
-            from udass.models import load_pretrained
-
             load_pretrained(net, cfg.model.pretrained)
             self.init_note = f"ImageNet weights {Path(cfg.model.pretrained).name}"
         if cfg.train.init_checkpoint:
@@ -235,8 +114,6 @@ class Trainer:
             self.init_note = f"udass checkpoint {cfg.train.init_checkpoint}"
         fusion = None
         if self.method == "quadmix" and cfg.feature_mix.enabled and {"tss", "stt"} <= set(cfg.quadmix.paths):
-            from udass.method.feature_mix import FeatureFusion
-
             fusion = FeatureFusion(net.feature_dim)
         self.learner = Learner(net, fusion).to(self.device)
         if self.device.type == "cuda":
@@ -259,9 +136,6 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             if self.amp_dtype == torch.float16:
                 self.scaler = torch.amp.GradScaler("cuda")
-        # When a dict, train_step stores what it mixed (CPU copies) for inspection
-        # (notebooks/00_quadmix_explorer); None in normal training.
-        self.capture: dict[str, Any] | None = None
         self._datasets: dict[str, Dataset] = {}
         self._long_tail: tuple[int, ...] | None = None
         self.wall_start = time.time()
@@ -274,8 +148,6 @@ class Trainer:
             if not self.benchmark.synthetic:
                 raise UdassError(f"benchmark {self.benchmark.name} needs --data-root DIR (the folder "
                                  f"holding cityscapes/, gta/, ...); see docs/datasets.md")
-            from udass.data.synthetic import ensure_synthetic_root
-
             if self.dist.enabled and not self.dist.is_main:
                 barrier()
             root = ensure_synthetic_root(self.benchmark.name, size=self.cfg.data.synth_size,
@@ -319,8 +191,6 @@ class Trainer:
         """role: source (train, labelled), target (train, unlabelled; labelled for the oracle),
         val (target val, native-resolution labels)."""
         if role not in self._datasets:
-            from udass.data.datasets import build_dataset
-
             c = self.cfg
             kw = dict(data_root=self.data_root, profile=c.train.profile, data_cfg=c.data,
                       flow_root=c.data.flow_root)
@@ -349,204 +219,67 @@ class Trainer:
             return nullcontext()
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
-    def _geometric(self, batch: ClipBatch, g: torch.Generator) -> ClipBatch:
-        batch = random_crop(batch, self.cfg.data.crop_size, g)
-        return random_hflip(batch, self.cfg.augment.flip, g)
-
-    def _strong(self, frames: Tensor, g: torch.Generator) -> Tensor:
-        from udass.method.augment import strong_augment
-
-        a = self.cfg.augment
-        return strong_augment(frames, g, jitter=a.jitter, jitter_p=a.jitter_p, blur_p=a.blur_p,
-                              blur_sigma=a.blur_sigma)
-
     def _backward(self, loss: Tensor, last: bool) -> None:
+        """One backward pass; under DDP only the step's last pass synchronises the gradients."""
         ctx = self.student.no_sync() if (self.dist.enabled and not last) else nullcontext()
-        with ctx:
+        with ctx, record_function("udass.backward"):
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
             else:
                 loss.backward()
 
     def train_step(self, source: ClipBatch | None, target: ClipBatch) -> dict[str, float]:
-        """One optimisation step of the configured method on a source and a target batch."""
-        from udass.method.losses import weighted_cross_entropy as wce
+        """One optimisation step of the configured method on a source and a target batch (as
+        loaded); returns the logged values (losses, pseudo_weight, lr)."""
+        return self._step(source, target, record=False)[0]
 
+    def train_step_recorded(self, source: ClipBatch | None, target: ClipBatch
+                            ) -> tuple[dict[str, float], StepRecord | None]:
+        """train_step that also returns the step's StepRecord (the QuadMix explorer); None for
+        `source_only` and `oracle`, which mix nothing."""
+        return self._step(source, target, record=True)
+
+    def _step(self, source: ClipBatch | None, target: ClipBatch, record: bool
+              ) -> tuple[dict[str, float], StepRecord | None]:
         cfg, k = self.cfg, self.step
         g = torch.Generator().manual_seed(step_seed(cfg.train.seed, k, stream=1))
         torch.manual_seed(step_seed(cfg.train.seed, k, stream=0))  # dropout / drop-path
         if self.device.type == "cuda":
             torch.cuda.manual_seed(step_seed(cfg.train.seed, k, stream=2))
-        target = self._geometric(target, g).to(self.device, non_blocking=True)
+        target = target.to(self.device, non_blocking=True)
         if source is not None:
-            source = self._geometric(source, g).to(self.device, non_blocking=True)
+            source = source.to(self.device, non_blocking=True)
+        env = StepEnv(cfg, self.benchmark.num_classes, g, self.long_tail, self._backward,
+                      self._autocast, record)
+        nets = Networks(self.student, self.teacher.model)
         self.student.train()
         self.optimizer.zero_grad(set_to_none=True)
-        terms: dict[str, Tensor] = {}
-
         if self.method == "source_only":
-            self._supervised(source.frames, source.flows, source.labels[:, 0], terms, "loss_src", last=True)
+            out: StepOutput = supervised_step(nets, source, env)
         elif self.method == "oracle":
-            self._supervised(target.frames[:, :self._mix_len(target)],
-                             target.flows[:, :self._mix_len(target) - 1], target.labels[:, 0], terms,
-                             "loss_src", last=True)
+            out = supervised_step(nets, target, env)
+        elif self.method == "dacs":
+            out = dacs_step(nets, source, target, env)
         else:
-            self._adaptation_step(source, target, g, terms, wce)
-
-        values = self._check_finite(terms)
+            out = quadmix_step(nets, source, target, self.templates, env,
+                               warmup=k < cfg.quadmix.start_step)
+        with record_function("udass.finite_check"):
+            values = self._check_finite(out.losses)
         values["lr"] = self.scheduler.get_last_lr()[0] / (
             self.cfg.optim.head_lr_mult if self.optimizer.param_groups[0].get("role") == "head" else 1.0)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        with record_function("udass.optimizer_step"):
+            clip_gradients(self.optimizer, cfg.optim.grad_clip, self.scaler)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
         self.scheduler.step()
         self.teacher.update(self.learner.net, k, self.cfg.teacher.ema)
+        if self.method == "quadmix":
+            self.templates = out.templates
         self.step += 1
-        return values
-
-    def _mix_len(self, batch: ClipBatch) -> int:
-        """Mixed and student clips have K = 2 for video (t, t-1) and K = 1 for images."""
-        return min(batch.num_frames, 2)
-
-    def _supervised(self, frames: Tensor, flows: Tensor, labels: Tensor, terms: dict, name: str,
-                    last: bool) -> dict[str, Any]:
-        from udass.method.losses import weighted_cross_entropy as wce
-
-        with self._autocast():
-            out = self.student(frames, flows)
-            loss = wce(out["logits"].float(), labels)
-            terms[name] = loss
-            if out.get("aux") is not None:
-                terms["loss_aux"] = self.cfg.train.aux_weight * wce(out["aux"].float(), labels)
-                loss = loss + terms["loss_aux"]
-        self._backward(loss, last)
-        return out
-
-    def _adaptation_step(self, source: ClipBatch, target: ClipBatch, g: torch.Generator,
-                         terms: dict[str, Tensor], wce) -> None:
-        from udass.method.feature_mix import shared_region
-        from udass.method.quadmix import MixedClip, classmix, loss_samples, quadmix
-        from udass.method.teacher import pseudo_label
-        from udass.method.templates import choose_classes, source_template, target_template
-
-        cfg, B, C = self.cfg, len(source), self.benchmark.num_classes
-        km = min(self._mix_len(source), self._mix_len(target))
-        with self._autocast():
-            pseudo = pseudo_label(self.teacher.model, target.frames, target.flows,
-                                  threshold=cfg.teacher.pseudo_threshold,
-                                  propagate=cfg.teacher.flow_propagation)
-        S = MixedClip.from_source(source.frames[:, :km], source.flows[:, :km - 1], source.labels[:, :km])
-        T = MixedClip.from_target(target.frames[:, :km], target.flows[:, :km - 1], pseudo)
-        terms["pseudo_weight"] = pseudo.weights[:, 0].mean().detach()
-
-        use_quadmix = self.method == "quadmix" and self.step >= cfg.quadmix.start_step
-        mixed: dict[str, Any] = {}
-        if use_quadmix and self.templates is not None:
-            s_tpl, t_tpl = self.templates
-            mixed = quadmix(S, T, s_tpl, t_tpl, cfg.quadmix.paths)
-            keys = loss_samples(cfg.quadmix.paths)
-        elif not use_quadmix or cfg.quadmix.first_step == "classmix":
-            s_cls = choose_classes(S.labels[:, 0], C, g)
-            mixed = {"mix": classmix(S, T, s_cls)}
-            keys = ["mix"]
-        else:
-            keys = []
-
-        # group 1: the source clip (and, for QuadMix, the strongly augmented target clip)
-        group1 = [S] if not use_quadmix else [S, dataclasses.replace(T, frames=self._strong(T.frames, g))]
-        frames, flows = _cat_clips(group1)
-        with self._autocast():
-            out = self.student(frames, flows)
-            logits = out["logits"].float()
-            terms["loss_src"] = wce(logits[:B], S.labels[:, 0])
-            loss = terms["loss_src"]
-            if out.get("aux") is not None:
-                terms["loss_aux"] = cfg.train.aux_weight * wce(out["aux"][:B].float(), S.labels[:, 0])
-                loss = loss + terms["loss_aux"]
-            if use_quadmix:
-                if cfg.train.lambda_t:
-                    terms["loss_trg"] = cfg.train.lambda_t * wce(logits[B:], T.labels[:, 0], T.weights[:, 0])
-                    loss = loss + terms["loss_trg"]
-                else:  # weight 0 (the demo recipe): logged as 0, not computed and scaled by 0
-                    terms["loss_trg"] = torch.zeros((), device=logits.device)
-                if cfg.aggregation.enabled:
-                    terms["loss_agg"] = cfg.aggregation.weight * self._aggregation(out, S, T, pseudo, B)
-                    loss = loss + terms["loss_agg"]
-        self._backward(loss, last=not keys)
-
-        # group 2: the mixed samples the loss falls on (QuadMix: the outermost paths)
-        fuse = None
-        if keys:
-            samples = [mixed[k_] for k_ in keys]
-            strong = [dataclasses.replace(m, frames=self._strong(m.frames, g)) for m in samples]
-            frames, flows = _cat_clips(strong)
-            if self.capture is not None:
-                self.capture["strong"] = {k_: m.frames.detach().cpu() for k_, m in zip(keys, strong)}
-            if self.learner.fusion is not None and keys[:2] == ["tss", "stt"]:
-                s_tpl, t_tpl = self.templates
-                paths = cfg.quadmix.paths
-                fuse = shared_region(s_tpl.mask[:, 0], t_tpl.mask[:, 0], ss="ss" in paths,
-                                     tt="tt" in paths)
-            with self._autocast():
-                out = self.student(frames, flows, fuse_shared=fuse)
-                logits = out["logits"].float()
-                mix_losses = [wce(logits[i * B:(i + 1) * B], m.labels[:, 0], m.weights[:, 0])
-                              for i, m in enumerate(samples)]
-                terms["loss_mix"] = torch.stack(mix_losses).mean()
-                loss = terms["loss_mix"]
-                if fuse is not None:
-                    lc, ld = out["fused_logits"]
-                    terms["loss_feat"] = cfg.feature_mix.weight * 0.5 * (
-                        wce(lc.float(), samples[0].labels[:, 0], samples[0].weights[:, 0])
-                        + wce(ld.float(), samples[1].labels[:, 0], samples[1].weights[:, 0]))
-                    loss = loss + terms["loss_feat"]
-            self._backward(loss, last=True)
-
-        if self.capture is not None:
-            self._capture(S, T, pseudo, mixed, keys, fuse if keys else None)
-        if self.method == "quadmix":  # templates for the next step: S, T of this step
-            c_s = choose_classes(S.labels[:, 0], C, g, long_tail=self.long_tail)
-            c_t = choose_classes(T.labels[:, 0], C, g, exclude=c_s)
-            self.templates = (source_template(S.frames, S.flows, S.labels, c_s).detach(),
-                              target_template(T.frames, T.flows, pseudo, c_t,
-                                              cfg.quadmix.template_confidence).detach())
-
-    def _capture(self, S: Any, T: Any, pseudo: Any, mixed: dict[str, Any], keys: list[str],
-                 fuse: Tensor | None) -> None:
-        """Store this step's inputs, templates and mixed samples (detached, on the CPU)."""
-        cpu = lambda x: None if x is None else x.detach().cpu()  # noqa: E731
-        clip = lambda m: {f.name: cpu(getattr(m, f.name)) for f in dataclasses.fields(m)}  # noqa: E731
-        self.capture.update(
-            step=self.step, source=clip(S), target=clip(T), pseudo=clip(pseudo),
-            templates=None if self.templates is None else tuple(clip(t) for t in self.templates),
-            mixed={k_: clip(m) for k_, m in mixed.items()}, loss_samples=list(keys),
-            feature_mix_region=cpu(fuse))
-
-    def _aggregation(self, out: dict[str, Any], S: Any, T: Any, pseudo: Any, B: int) -> Tensor:
-        from udass.method.aggregation import aggregation_loss
-
-        feats = out["features"].float()
-        prev_feats = out["features_prev"].float()
-        _, _, flow, static = pair_view(T.frames, T.flows)
-        logits_t = out["logits_t"][B:].float()
-        logits_prev = out["logits_prev"][B:].float()
-        size = feats.shape[-2:]
-        if static:
-            prev_feats_w, logits_prev_w, valid_prev = prev_feats[B:], logits_prev, None
-        else:
-            flow_f = resize_flow(flow, size)
-            prev_feats_w = warp(prev_feats[B:], flow_f)
-            logits_prev_w = warp(logits_prev, resize_flow(flow, logits_prev.shape[-2:]))
-            valid_prev = warp_valid_mask(flow)  # [B, H, W] at input resolution
-        probs = F.softmax(F.interpolate(logits_t, size=size, mode="bilinear", align_corners=False), 1)
-        probs_prev = F.softmax(F.interpolate(logits_prev_w, size=size, mode="bilinear",
-                                             align_corners=False), 1)
-        return aggregation_loss(feats[:B], S.labels[:, 0], feats[B:], prev_feats_w.detach(), probs,
-                                probs_prev, pseudo.labels[:, 0], pseudo.confidence[:, 0],
-                                self.cfg.aggregation, self.benchmark.num_classes,
-                                tgt_valid_prev=valid_prev)
+        return values, out.record
 
     def _check_finite(self, terms: dict[str, Tensor]) -> dict[str, float]:
         names = list(terms)
@@ -589,8 +322,6 @@ class Trainer:
         self._long_tail = tuple(state["long_tail"]) if state.get("long_tail") is not None else None
         tpl = state.get("templates")
         if tpl is not None and len(tpl) == self.dist.world_size:
-            from udass.method.templates import Template
-
             self.templates = tuple(Template(**{k: v.to(self.device) for k, v in t.items()})
                                    for t in tpl[self.dist.rank])
         torch.set_rng_state(state["rng"]["torch"])
@@ -640,12 +371,12 @@ class Trainer:
 
         cfg, d = self.cfg, self.dist
         pin = self.device.type == "cuda"
-        tgt = _loader(self.dataset("target"), self.sampler("target", self.step, end),
+        tgt = make_loader(self.dataset("target"), self.sampler("target", self.step, end),
                       cfg.data.num_workers, pin)
         if self.method == "oracle":
             src_iter: Iterator[Any] = iter(lambda: None, 1)
         else:
-            src_iter = iter(_loader(self.dataset("source"), self.sampler("source", self.step, end),
+            src_iter = iter(make_loader(self.dataset("source"), self.sampler("source", self.step, end),
                                     cfg.data.num_workers, pin))
             if self.method == "quadmix":
                 _ = self.long_tail  # computed once, before the clock starts
@@ -682,8 +413,6 @@ class Trainer:
     def evaluate(self, networks: Sequence[str] = ("student", "teacher"),
                  consistency: bool = True) -> dict[str, Any]:
         """Evaluate on the target val split; returns the metrics.json record."""
-        from udass.evaluate import evaluate_model, metrics_record, temporal_consistency
-
         val = self.dataset("val")
         indices = list(range(len(val)))
         if self.cfg.train.eval_max_clips:
@@ -718,8 +447,6 @@ class Trainer:
         return rec
 
     def write_run_json(self, rec: dict[str, Any] | None = None) -> None:
-        from udass.data.synthetic import read_marker  # a generated root's marker; None for real data
-
         info = {
             "config": self.cfg.to_dict(), "data_root": str(self.data_root),
             "data_sha256": (read_marker(self.data_root) or {}).get("content_sha256"),

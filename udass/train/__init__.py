@@ -1,0 +1,18 @@
+"""Training: the step of each method (`step`), the loop around it (`loop`: seeding, optimiser,
+EMA teacher, checkpoints and exact resume, logging, DDP, AMP), step-indexed sampling (`sampler`)
+and the optimiser recipes (`optim`)."""
+from udass.train.learner import Learner
+from udass.train.loop import (LOG_COLUMNS, RUN_CONTROL_KEYS, Trainer, TrainingDiverged,
+                              compute_long_tail, config_from_args, prepare_run, train,
+                              train_from_args)
+from udass.train.optim import build_optimizer, clip_gradients, lr_factor
+from udass.train.sampler import StepBatchSampler, make_loader
+from udass.train.step import (Networks, StepEnv, StepOutput, StepRecord, dacs_step, quadmix_step,
+                              supervised_step)
+
+__all__ = [
+    "LOG_COLUMNS", "Learner", "Networks", "RUN_CONTROL_KEYS", "StepBatchSampler", "StepEnv",
+    "StepOutput", "StepRecord", "Trainer", "TrainingDiverged", "build_optimizer", "clip_gradients",
+    "compute_long_tail", "config_from_args", "dacs_step", "lr_factor", "make_loader",
+    "prepare_run", "quadmix_step", "supervised_step", "train", "train_from_args",
+]
