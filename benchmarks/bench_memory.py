@@ -97,7 +97,7 @@ def static_lower_bound(backbone: str) -> dict[str, Any]:
     from udass.models import build_model
 
     with torch.device("meta"):
-        model = build_model(backbone, 19, PAPER_VARIANTS[backbone], frozen_bn=True)
+        model = build_model(backbone, 19, PAPER_VARIANTS[backbone], bn="batch")
     n_all = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     states = 2 if backbone == "vit" else 1

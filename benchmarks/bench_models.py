@@ -44,7 +44,7 @@ def time_variant(name: str, repeats: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     spec = VARIANTS[name]
-    model = build_model(spec.backbone, CLASSES, name, frozen_bn=False).train()
+    model = build_model(spec.backbone, CLASSES, name, bn="batch").train()
     h, w = CROP
     frames = torch.rand(BATCH, FRAMES, 3, h, w)
     flows = torch.randn(BATCH, FRAMES - 1, 2, h, w)
@@ -116,7 +116,7 @@ def main() -> None:
         "train_step": {"what": "one forward + backward: frame t with gradient, frame t-1 without, "
                                "temporal fusion, cross-entropy (+0.1 aux for the CNN)",
                        "input": {"batch": BATCH, "frames": FRAMES, "height": CROP[0], "width": CROP[1]},
-                       "options": {"frozen_bn": False, "head": "daformer", "temporal_fusion": True},
+                       "options": {"bn": "batch", "head": "daformer", "temporal_fusion": True},
                        "results": timed},
         "flops": {"what": "one frame's forward (eval), counted with FlopCounterMode on the meta "
                           "device; multiply-accumulate = 2 FLOPs",

@@ -70,17 +70,34 @@ def test_add_reset_and_json_round_trip():
     assert a.num_pixels == 0
 
 
-def test_class_without_ground_truth_is_null_and_left_out_of_the_mean():
+def test_a_predicted_class_without_ground_truth_counts_as_zero_as_the_field_computes_it():
+    """mmseg (`eval_metrics` + nanmean) and ADVENT / TPS (`per_class_iu` + nanmean): a class that is
+    predicted but absent from the ground truth has IoU 0 and counts in the mean; only a class
+    with neither ground truth nor prediction (0 / 0) is left out."""
     c = SEQ.num_classes
     target = torch.tensor([0, 0, 1, 1])
-    pred = torch.tensor([0, 0, 1, 2])  # class 2 predicted but never in the ground truth
+    pred = torch.tensor([0, 0, 1, 2])  # class 2 (building) predicted but never in the ground truth
     cm = ConfusionMatrix(c).update(pred, target)
     iou = iou_per_class(cm)
-    assert iou[0] == 1.0 and iou[1] == 0.5 and math.isnan(iou[2]) and math.isnan(iou[11])
+    assert iou[0] == 1.0 and iou[1] == 0.5 and iou[2] == 0.0 and math.isnan(iou[11])
     rec = metrics_record(SEQ, cm)
-    assert rec["per_class_iou"]["building"] is None
-    assert rec["miou"] == 75.0  # (100 + 50) / 2, not divided by 11
+    assert rec["per_class_iou"]["building"] == 0.0 and rec["per_class_iou"]["car"] is None
+    assert rec["miou"] == 50.0  # (100 + 50 + 0) / 3
+    assert rec["classes_without_ground_truth"] == [n for n in SEQ.eval_class_names()
+                                                   if n not in ("road", "sidewalk")]
     json.loads(json.dumps(rec))  # NaN never reaches JSON: null instead
+    # the two reference formulas on a random matrix with an empty ground-truth row
+    rng = np.random.default_rng(0)
+    m = rng.integers(0, 50, (c, c)).astype(np.int64)
+    m[4] = 0
+    hist = m.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        advent = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist))
+    intersect, pred_area, label_area = np.diag(hist), hist.sum(0), hist.sum(1)
+    mmseg = intersect / (pred_area + label_area - intersect)
+    assert np.array_equal(iou_per_class(m), advent) and np.array_equal(iou_per_class(m), mmseg)
+    ids = list(SEQ.eval_classes)
+    assert metrics_record(SEQ, m)["miou"] == round(100 * float(np.nanmean(advent[ids])), 2)
 
 
 def test_record_lists_only_eval_classes_and_the_contract_keys():
@@ -251,3 +268,38 @@ def test_temporal_consistency_follows_the_flow():
     assert temporal_consistency(ThresholdStandIn(), [moving], "cpu") == 100.0
     wrong = Clip(torch.stack([cur, prev]), torch.zeros(1, 2, h, w), None, "target", "w")
     assert temporal_consistency(ThresholdStandIn(), [wrong], "cpu") < 80.0
+
+
+class _RandomLogits(nn.Module):
+    """Fixed random logits at 1/4 of the frame size."""
+
+    def __init__(self, num_classes: int, seed: int = 0) -> None:
+        super().__init__()
+        self.num_classes, self.seed = num_classes, seed
+
+    def forward(self, frames: Tensor, flows: Tensor) -> dict[str, Tensor]:
+        b, _, _, h, w = frames.shape
+        g = torch.Generator().manual_seed(self.seed)
+        return {"logits": torch.randn(b, self.num_classes, h // 4, w // 4, generator=g)}
+
+
+@pytest.mark.parametrize("name,corners", [("synthia-seq2cityscapes-seq", True), ("gtav2cityscapes", False)])
+def test_logits_are_upsampled_as_each_benchmarks_reference_evaluation(name, corners):
+    """TPS / DA-VSN evaluate the video benchmarks with align_corners=True, mmseg the image ones
+    with False; `align_corners` overrides the benchmark's choice."""
+    bench = BENCHMARKS[name]
+    assert bench.eval_align_corners is corners
+    model = _RandomLogits(bench.num_classes)
+    label = torch.randint(0, bench.num_classes, (24, 40))
+    clips = [_eval_clip(24, 40, label, "a")]
+    logits = model(clips[0].frames[None], clips[0].flows[None])["logits"]
+    for setting in (None, not corners):
+        used = corners if setting is None else setting
+        cm = evaluate_model(model, clips, bench, "cpu", align_corners=setting)
+        pred = torch.nn.functional.interpolate(logits, size=(24, 40), mode="bilinear",
+                                               align_corners=used).argmax(1)
+        assert torch.equal(cm.matrix, ConfusionMatrix(bench.num_classes).update(pred, label[None]).matrix)
+    other = torch.nn.functional.interpolate(logits, size=(24, 40), mode="bilinear",
+                                            align_corners=not corners).argmax(1)
+    assert not torch.equal(other, torch.nn.functional.interpolate(
+        logits, size=(24, 40), mode="bilinear", align_corners=corners).argmax(1))

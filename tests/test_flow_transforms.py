@@ -189,3 +189,39 @@ def test_flow_file_roundtrip_and_rescale(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((20, 40, 3), np.int16))
     with pytest.raises(UdassError, match="expected H x W x 2"):
         read_flow(tmp_path / "bad.npy")
+
+
+def _skimage_match(source: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """skimage.exposure.match_histograms on one channel (its _match_cumulative_cdf): unique
+    values, cumulative shares, np.interp."""
+    _, src_idx, src_counts = np.unique(source.ravel(), return_inverse=True, return_counts=True)
+    tmpl_values, tmpl_counts = np.unique(template.ravel(), return_counts=True)
+    src_q = np.cumsum(src_counts) / source.size
+    tmpl_q = np.cumsum(tmpl_counts) / template.size
+    return np.interp(src_q, tmpl_q, tmpl_values)[src_idx].reshape(source.shape)
+
+
+def test_match_histograms_is_skimages_mapping_from_frame_t_applied_to_the_whole_clip():
+    from udass.data.transforms import match_histograms
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 40, (3, 2, 3, 9, 11), generator=g).float() / 40  # ties, 8-bit-like
+    reference = torch.rand(3, 3, 7, 5, generator=g) ** 2
+    reference[0, 0, :3] = 0.5                                                 # repeated values
+    out = match_histograms(frames, reference)
+    assert out.shape == frames.shape and out.dtype == frames.dtype
+    for b in range(3):
+        for c in range(3):
+            src, ref = frames[b, :, c].double().numpy(), reference[b, c].double().numpy()
+            expected_t = _skimage_match(src[0], ref).astype(np.float32)
+            assert np.array_equal(out[b, 0, c].numpy(), expected_t)
+            # frame t-1 goes through frame t's mapping: equal values map to equal values
+            for v in np.intersect1d(src[0], src[1])[:5]:
+                assert np.unique(out[b, 1, c].numpy()[src[1] == v]) == np.unique(expected_t[src[0] == v])
+            # the matched frame t has the reference's value range
+            assert out[b, 0, c].min() >= reference[b, c].min() and out[b, 0, c].max() <= reference[b, c].max()
+    # a clip matched to itself is unchanged
+    same = match_histograms(frames[:, :1], frames[:, 0])
+    assert torch.allclose(same, frames[:, :1], atol=1e-6)
+    with pytest.raises(ValueError, match="same B and C"):
+        match_histograms(frames, reference[:2])

@@ -112,7 +112,7 @@ def test_build_model_errors_name_the_choices():
         build_model("cnn", 19, "resnet102")
     with pytest.raises(UdassError, match="belongs to backbone 'vit'.*resnet_mini"):
         build_model("cnn", 19, "mit_b5")
-    with pytest.raises(UdassError, match="drop_path, frozen_bn, head, temporal_fusion"):
+    with pytest.raises(UdassError, match="bn, drop_path, head, temporal_fusion"):
         build_model("vit", 19, "mit_tiny", dropout=0.1)
     with pytest.raises(UdassError, match="daformer, segformer"):
         build_model("vit", 19, "mit_tiny", head="uper")
@@ -212,7 +212,7 @@ def test_previous_frame_outputs_are_its_own_and_gradient_free_in_training(backbo
 
 def test_one_frame_clip_trains_like_a_static_two_frame_clip():
     """Same function AND same gradients at half the cost (frozen BN: deterministic training)."""
-    model = build_model("cnn", 5, "resnet_tiny", frozen_bn=True).train()
+    model = build_model("cnn", 5, "resnet_tiny", bn="frozen").train()
     perturb_fusion(model)
     frames, _ = clip(2, 1)
     grads = []
@@ -226,7 +226,7 @@ def test_one_frame_clip_trains_like_a_static_two_frame_clip():
 
 @pytest.mark.parametrize("backbone,name", [("cnn", "resnet_mini"), ("vit", "mit_mini")])
 def test_forward_backward_of_the_small_variants_at_256x128(backbone, name):
-    model = build_model(backbone, 7, name, frozen_bn=False).train()
+    model = build_model(backbone, 7, name, bn="batch").train()
     frames, flows = clip(2, 2, 128, 256)
     out = model(frames, flows)
     labels = torch.randint(0, 7, out["logits"].shape[:1] + out["logits"].shape[2:])
@@ -239,18 +239,21 @@ def test_forward_backward_of_the_small_variants_at_256x128(backbone, name):
     assert model.temporal.conv.weight.grad.abs().sum() > 0
 
 
-def test_param_groups_split_encoder_from_heads():
-    model = build_model("cnn", 5, "resnet_tiny", frozen_bn=False)
+def test_param_groups_split_encoder_heads_and_fusion():
+    model = build_model("cnn", 5, "resnet_tiny", bn="batch")
     groups = model.param_groups()
     ids = {k: {id(p) for p in v} for k, v in groups.items()}
-    assert ids["backbone"] == {id(p) for p in model.encoder.parameters()}
-    assert not ids["backbone"] & ids["head"]
-    assert ids["backbone"] | ids["head"] == {id(p) for p in model.parameters()}
-    assert id(model.temporal.conv.weight) in ids["head"]
+    trainable = {id(p) for p in model.encoder.parameters() if p.requires_grad}
+    assert ids["backbone"] == trainable
+    assert not ids["backbone"] & ids["head"] and not ids["head"] & ids["fusion"]
+    assert ids["backbone"] | ids["head"] | ids["fusion"] == {id(p) for p in model.parameters()
+                                                            if p.requires_grad}
+    assert ids["fusion"] == {id(model.temporal.conv.weight)}
+    assert build_model("cnn", 5, "resnet_tiny", temporal_fusion=False).param_groups()["fusion"] == []
 
 
 def test_frozen_batch_norm_keeps_statistics_in_train_mode():
-    frozen = build_model("cnn", 5, "resnet_tiny", frozen_bn=True).train()
+    frozen = build_model("cnn", 5, "resnet_tiny", bn="frozen").train()
     bns = [m for m in frozen.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(isinstance(m, FrozenBatchNorm2d) and not m.training for m in bns)
     before = {k: v.clone() for k, v in frozen.encoder.state_dict().items()}
@@ -261,7 +264,7 @@ def test_frozen_batch_norm_keeps_statistics_in_train_mode():
     assert all(not p.requires_grad and p.grad is None for m in bns for p in m.parameters())
     assert {id(p) for p in frozen.param_groups()["backbone"]}.isdisjoint(
         {id(p) for m in bns for p in m.parameters()})
-    trained = build_model("cnn", 5, "resnet_tiny", frozen_bn=False).train()
+    trained = build_model("cnn", 5, "resnet_tiny", bn="batch").train()
     trained(*clip(2, 1))
     assert not torch.equal(trained.encoder.bn1.running_mean, torch.zeros_like(trained.encoder.bn1.running_mean))
 
@@ -318,7 +321,7 @@ def test_segformer_layout_loads_with_its_imagenet_head(tmp_path):
 
 
 def test_torchvision_layout_loads_with_fc_and_without_num_batches_tracked(tmp_path):
-    src = build_model("cnn", 19, "resnet_tiny", frozen_bn=False)
+    src = build_model("cnn", 19, "resnet_tiny", bn="batch")
     state = {k: v for k, v in src.encoder.state_dict().items() if not k.endswith("num_batches_tracked")}
     state.update({"fc.weight": torch.zeros(1000, 64), "fc.bias": torch.zeros(1000)})
     torch.save({"state_dict": {"module." + k: v for k, v in state.items()}}, tmp_path / "r.pth")
@@ -383,3 +386,32 @@ def test_missing_or_unreadable_weights_say_where_to_get_them(tmp_path):
 def _meta_model(backbone: str, variant: str):
     with torch.device("meta"):
         return build_model(backbone, 19, variant)
+
+
+def test_batch_mode_batch_norm_trains_on_batch_statistics_with_frozen_affine_parameters():
+    """model.bn = "batch" (the paper's CNN recipe, as ADVENT / TPS): in train mode the encoder's
+    batch norms normalise with the batch's statistics and update their running statistics; the
+    affine parameters never train. "frozen" always uses the stored statistics."""
+    torch.manual_seed(0)
+    frames, flows = clip(2, 1)
+    batch = build_model("cnn", 5, "resnet_tiny", bn="batch")
+    frozen = build_model("cnn", 5, "resnet_tiny", bn="frozen")
+    frozen.load_state_dict(batch.state_dict())
+    bns = [m for m in batch.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(type(m) is torch.nn.BatchNorm2d for m in bns)
+    assert all(not p.requires_grad for m in bns for p in m.parameters())
+    trainable = {id(p) for ps in batch.param_groups().values() for p in ps}
+    assert trainable.isdisjoint({id(p) for m in bns for p in m.parameters()})
+    with torch.no_grad():
+        batch.eval()
+        stored = batch(frames, flows)["logits"]
+        batch.train()
+        before = bns[0].running_mean.clone()
+        trained = batch(frames, flows)["logits"]
+        frozen.train()
+        frozen_out = frozen(frames, flows)["logits"]
+    assert not torch.allclose(trained, stored, atol=1e-3)          # batch statistics in training
+    assert not torch.equal(bns[0].running_mean, before)            # running statistics updated
+    assert torch.allclose(frozen_out, stored, atol=1e-6)           # frozen: stored statistics
+    with pytest.raises(UdassError, match="batch, frozen"):
+        build_model("cnn", 5, "resnet_tiny", bn="sync")

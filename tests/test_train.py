@@ -43,11 +43,16 @@ def test_every_method_trains_and_writes_its_outputs(tmp_path, method, backbone, 
     assert m == json.loads(json.dumps(rec))
     assert (m["benchmark"], m["method"], m["backbone"], m["step"]) == (benchmark, method, backbone, 4)
     assert m["network"] == "student" and "teacher" in m and "miou" in m["teacher"]
+    assert m["eval_align_corners"] is (benchmark == "synthetic-video")  # TPS video, mmseg image
+    assert set(m["classes_without_ground_truth"]) <= set(m["per_class_iou"])
     n_eval = 11 if benchmark == "synthetic-video" else 19
     assert len(m["per_class_iou"]) == n_eval
     values = [v for v in m["per_class_iou"].values() if v is not None]
     assert values and all(0.0 <= v <= 100.0 for v in values)
     assert abs(m["miou"] - sum(values) / len(values)) < 0.02
+    # a class without ground truth is 0 when predicted (it counts), null only when never predicted
+    for name in m["classes_without_ground_truth"]:
+        assert m["per_class_iou"][name] in (0.0, None)
     if benchmark == "synthetic-video":
         assert 0.0 <= m["temporal_consistency"] <= 100.0
     run = json.loads((out / "run.json").read_text())
@@ -206,7 +211,7 @@ def test_ddp_two_processes_match_one_process_on_the_concatenated_batch(tmp_path)
     """torchrun with 2 gloo processes x batch 1 == 1 process x batch 2 (frozen BN, no random
     crop or flip, so both see the same pixels): same parameters after training, same metrics."""
     common = ["--profile", "test", "--method", "source_only", "--backbone", "cnn", "--steps", "2",
-              "--set", "model.frozen_bn=true", "--set", "augment.flip=0",
+              "--set", "model.bn=frozen", "--set", "augment.flip=0",
               "--set", "data.crop_size=32,64", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = tmp_path / "single"
@@ -257,3 +262,48 @@ def test_cpu_allocator_tuning_reuses_freed_step_buffers_and_can_be_switched_off(
         runs[flag] = (tuned == "True", int(faults))
     assert runs["1"][0] and not runs["0"][0]
     assert runs["1"][1] < 500 < 4000 < runs["0"][1], runs
+
+
+def test_grad_clip_bounds_the_gradient_norm_the_optimiser_steps_with(tmp_path):
+    from udass.train import Trainer
+
+    def grad_norm(t: Trainer) -> float:
+        grads = [p.grad for g in t.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+    norms = {}
+    for clip in (None, 1e-3):
+        t = Trainer(_cfg("dacs", "cnn", **{"optim.grad_clip": clip}), tmp_path / str(clip),
+                    device="cpu", progress=False)
+        (source, target), = t.batches(1)
+        before = {n: p.detach().clone() for n, p in t.learner.named_parameters()}
+        t.train_step(source, target)  # the gradients stay after the step until the next one
+        norms[clip] = grad_norm(t)
+        moved = {n: (p.detach() - before[n]).norm() for n, p in t.learner.named_parameters()}
+        norms[f"moved {clip}"] = float(sum(moved.values()))
+    assert norms[None] > 1e-2 and norms[1e-3] == pytest.approx(1e-3, rel=1e-4)
+    assert norms["moved 0.001"] < norms["moved None"]  # SGD: the clipped step is smaller
+
+
+def test_fusion_layers_have_their_own_learning_rate_multiplier(tmp_path):
+    from udass.train import Trainer
+
+    t = Trainer(_cfg("quadmix", "vit", **{"optim.fusion_lr_mult": 3.0}), tmp_path / "r",
+                device="cpu", progress=False)
+    lr = t.cfg.optim.lr
+    fusion = {id(p) for p in t.learner.fusion.parameters()} | {id(t.learner.net.temporal.conv.weight)}
+    for group in t.optimizer.param_groups:
+        ids = {id(p) for p in group["params"]}
+        expected = {"backbone": 1.0, "head": t.cfg.optim.head_lr_mult, "fusion": 3.0}[group["role"]]
+        assert group["initial_lr"] == pytest.approx(lr * expected)
+        assert (ids <= fusion) == (group["role"] == "fusion")
+
+
+def test_image_benchmarks_have_no_temporal_fusion_in_any_profile():
+    for profile in ("test", "demo", "paper"):
+        for backbone in ("cnn", "vit"):
+            assert not _cfg("quadmix", backbone, "synthetic-image").model.temporal_fusion
+            assert not build_config("gtav2cityscapes", backbone, "quadmix", profile).model.temporal_fusion
+            assert build_config("viper2cityscapes-seq", backbone, "quadmix", profile).model.temporal_fusion
+    with pytest.raises(UdassError, match="image benchmark .*nothing to fuse|no previous frame"):
+        _cfg("quadmix", "vit", "synthetic-image", **{"model.temporal_fusion": True})

@@ -45,6 +45,7 @@ class DataConfig:
     batch_source: int = 2
     batch_target: int = 2
     num_workers: int = 0
+    hist_match: bool = False            # match each source clip's colours to its target clip's frame t
     synth_size: str = "demo"            # size of an auto-generated synthetic root
     synth_seed: int = 0                 # data seed of an auto-generated synthetic root
 
@@ -54,7 +55,7 @@ class ModelConfig:
     backbone: str = "vit"               # cnn | vit
     variant: str = "mit_mini"           # resnet101 | mit_b5 | small variants
     pretrained: str | None = None       # local ImageNet checkpoint; None = random init
-    frozen_bn: bool = True              # CNN batch norm frozen (paper) or trained
+    bn: str = "batch"                   # CNN encoder batch norm: batch | frozen (affine frozen in both)
     head: str = "daformer"              # ViT decoder: daformer | segformer
     temporal_fusion: bool = True        # flow-guided 1x1 logit fusion
     drop_path: float = 0.1
@@ -130,6 +131,7 @@ class TrainConfig:
     amp: bool = True                    # mixed precision (CUDA only)
     init_checkpoint: str | None = None  # start from a udass checkpoint's student weights
     eval_max_clips: int | None = None   # None: the whole val split
+    eval_align_corners: bool | None = None  # logit upsampling in evaluation; None: the benchmark's
 
 
 @dataclass(frozen=True)
@@ -166,11 +168,11 @@ def _data_preset(benchmark: str, profile: str) -> dict[str, Any]:
     if profile == "test":
         return dict(source_size=(32, 64), target_size=(32, 64), crop_size=(32, 64),
                     batch_source=2, batch_target=2, synth_size="tiny",
-                    flow_source="exact" if b.synthetic else "dis")
+                    flow_source="exact" if b.synthetic else "dis", hist_match=b.is_video)
     if profile == "demo":
         return dict(source_size=(128, 256), target_size=(128, 256), crop_size=(96, 192),
                     batch_source=2, batch_target=2, synth_size="demo",
-                    flow_source="exact" if b.synthetic else "dis")
+                    flow_source="exact" if b.synthetic else "dis", hist_match=b.is_video)
     # paper
     video = b.is_video
     return dict(
@@ -178,7 +180,7 @@ def _data_preset(benchmark: str, profile: str) -> dict[str, Any]:
         crop_size=(512, 1024) if video else (512, 512),
         source_crop_bottom=120 if b.source == "synthia-seq" and not b.synthetic else 0,
         batch_source=1 if video else 2, batch_target=1 if video else 2,
-        num_workers=4, flow_source="exact" if b.synthetic else "dis")
+        num_workers=4, flow_source="exact" if b.synthetic else "dis", hist_match=video)
 
 
 def _optim_preset(benchmark: str, backbone: str, profile: str) -> dict[str, Any]:
@@ -228,14 +230,13 @@ def build_config(benchmark: str = "synthetic-video", backbone: str = "vit", meth
         raise unknown_name("profile", profile, PROFILES)
     cfg = Config(
         data=DataConfig(benchmark=benchmark, **_data_preset(benchmark, profile)),
-        # Frozen BN is the paper's choice with ImageNet weights. From random initialisation a
-        # frozen BN is an identity (no batch statistics): the demo CNN uses it, because with
-        # trainable statistics over source, target and mixed batches its adaptation fell below
-        # source-only (docs/results-synthetic.md, "The CNN"). The test profile and the demo ViT
-        # (BN in the DAFormer head) keep trainable statistics.
+        # The CNN encoder's batch norm (docs/method.md, "Batch norm"): batch statistics with frozen
+        # affine parameters is the paper's recipe; the demo CNN, from random initialisation,
+        # uses stored statistics (an identity), the setting its measured results chose.
+        # Image benchmarks have no temporal fusion: a one-frame clip has nothing to fuse.
         model=ModelConfig(backbone=backbone, variant=MODEL_VARIANTS[backbone, profile],
-                          frozen_bn=profile == "paper" or (profile == "demo" and backbone == "cnn"),
-                          head="daformer",
+                          bn="frozen" if (profile == "demo" and backbone == "cnn") else "batch",
+                          head="daformer", temporal_fusion=get_benchmark(benchmark).is_video,
                           drop_path=0.1 if backbone == "vit" else 0.0),
         optim=OptimConfig(**_optim_preset(benchmark, backbone, profile)),
         # EMA 0.999 averages over ~1000 steps: the whole demo schedule. Short schedules use a
@@ -360,9 +361,13 @@ def validate(cfg: Config) -> None:
                                 ("data.flow_source", cfg.data.flow_source, ("dis", "exact", "authors")),
                                 ("model.head", cfg.model.head, ("daformer", "segformer")),
                                 ("aggregation.loss", cfg.aggregation.loss, ("mmd", "contrastive")),
-                                ("quadmix.first_step", cfg.quadmix.first_step, ("classmix", "store"))):
+                                ("quadmix.first_step", cfg.quadmix.first_step, ("classmix", "store")),
+                                ("model.bn", cfg.model.bn, ("batch", "frozen"))):
         if value not in choices:
             raise UdassError(f"{key}={value!r}: expected one of {', '.join(choices)}")
+    if cfg.model.temporal_fusion and not get_benchmark(cfg.data.benchmark).is_video:
+        raise UdassError(f"model.temporal_fusion=true on the image benchmark {cfg.data.benchmark}: "
+                         f"a one-frame clip has no previous frame to fuse; leave it false")
     if cfg.train.steps < 1:
         raise UdassError(f"train.steps={cfg.train.steps}: expected a positive number of steps")
 
@@ -412,6 +417,8 @@ ABLATIONS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "+aggregation": ("quadmix", {"feature_mix.enabled": True, "aggregation.enabled": True}),
     "no_temporal_weighting": ("quadmix", {"aggregation.temporal_weighting": False}),
     "with_L_trg": ("quadmix", {"train.lambda_t": 1.0}),
+    # the video recipe's source histogram matching switched off (docs/method.md)
+    "no_hist_match": ("quadmix", {"data.hist_match": False}),
     # diagnostic: only source templates are pasted (S -> S, S -> (T -> T) with T -> T off, so
     # S' lands on T itself); no target template T' and its pseudo-labels enter any sample
     "source_templates_only": ("quadmix", {"quadmix.paths": ("ss", "stt")}),

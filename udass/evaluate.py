@@ -1,13 +1,18 @@
 """Evaluation: confusion-matrix mIoU (all-reduced under DDP) and temporal consistency.
 
-Protocol (PROTOCOLS.md, Evaluation): the model's logits for frame t are upsampled bilinearly
-(align_corners=False) to the label's native resolution, arg-maxed, and accumulated into ONE
-confusion matrix over the whole split; IoU_c = TP / (TP + FP + FN) from that matrix (not a mean
-of per-image IoUs). The matrix covers every train class of the protocol; the benchmark's
-evaluation classes are then selected for the mean, as DA-VSN / TPS / DAFormer do: e.g. on
-SYNTHIA-Seq the 12-class matrix is accumulated and fence is left out of the mean, so a fence pixel
-predicted as road still counts as a false positive of road. A class without a ground-truth pixel
-in the split has IoU NaN (null in metrics.json) and is left out of the mean, never counted as 0.
+Protocol (docs/datasets.md, Evaluation): the model's logits for frame t are upsampled bilinearly
+to the label's native resolution (align_corners as the benchmark's reference evaluation: True for
+the video benchmarks as TPS / DA-VSN, False for the image benchmarks as mmseg;
+`train.eval_align_corners` overrides it), arg-maxed, and accumulated into ONE confusion matrix
+over the whole split; IoU_c = TP / (TP + FP + FN) from that matrix (not a mean of per-image IoUs).
+The matrix covers every train class of the protocol; the benchmark's evaluation classes are then
+selected for the mean, as DA-VSN / TPS / DAFormer do: e.g. on SYNTHIA-Seq the 12-class matrix is
+accumulated and fence is left out of the mean, so a fence pixel predicted as road still counts as
+a false positive of road. The mean follows the field's reference code (mmseg `eval_metrics` +
+nanmean, ADVENT / TPS `per_class_iu` + nanmean): a class predicted somewhere but without a
+ground-truth pixel in the split has IoU 0 and counts in the mean; only a class with neither ground
+truth nor prediction (0 / 0) is NaN (null in metrics.json) and left out. metrics.json lists the
+classes without ground truth.
 
 The command-line wrapper `evaluate_from_args` (checkpoint -> metrics.json) belongs to the
 trainer; its place is marked at the end of this module.
@@ -29,7 +34,7 @@ from udass.data.flow import warp, warp_valid_mask
 from udass.data.protocols import Benchmark, get_benchmark
 from udass.errors import UdassError
 
-__all__ = ["ConfusionMatrix", "iou_per_class", "metrics_record", "network_summary",
+__all__ = ["ConfusionMatrix", "align_corners_of", "iou_per_class", "metrics_record", "network_summary",
            "evaluate_model", "temporal_consistency", "confusion_to_json", "confusion_from_json",
            "evaluate_from_args"]
 
@@ -132,20 +137,18 @@ def _as_numpy_matrix(matrix: "ConfusionMatrix | Tensor | np.ndarray") -> np.ndar
 
 
 def iou_per_class(matrix: "ConfusionMatrix | Tensor | np.ndarray") -> np.ndarray:
-    """IoU of every class from a confusion matrix.
+    """IoU of every class from a confusion matrix, as mmseg and ADVENT / TPS compute it.
 
     matrix: [C, C] counts, rows ground truth, columns prediction (a ConfusionMatrix, tensor or array).
-    Returns float64 [C] in [0, 1]: TP / (TP + FP + FN); NaN for a class with no ground-truth pixel
-    (even if it was predicted), so that it can be left out of means.
+    Returns float64 [C] in [0, 1]: TP / (TP + FP + FN). A class predicted but absent from the
+    ground truth has IoU 0; a class with neither ground truth nor prediction is NaN (0 / 0), which
+    means leave out (nanmean).
     """
     m = _as_numpy_matrix(matrix)
     tp = np.diag(m)
-    gt = m.sum(axis=1)
-    union = gt + m.sum(axis=0) - tp
+    union = m.sum(axis=1) + m.sum(axis=0) - tp
     with np.errstate(divide="ignore", invalid="ignore"):
-        iou = tp / union
-    iou[gt == 0] = np.nan
-    return iou
+        return tp / union
 
 
 def _percent(x: float) -> float | None:
@@ -165,10 +168,12 @@ def _as_benchmark(benchmark: Benchmark | str) -> Benchmark:
 
 def network_summary(benchmark: Benchmark | str, matrix: "ConfusionMatrix | Tensor | np.ndarray",
                     network: str, with_confusion: bool = True) -> dict[str, Any]:
-    """The per-network part of metrics.json: network, miou, subsets, per_class_iou, num_pixels.
+    """The per-network part of metrics.json: network, miou, subsets, per_class_iou,
+    classes_without_ground_truth, num_pixels (and the confusion matrix).
 
     IoUs in percent rounded to 2 decimals; means computed from unrounded IoUs over the classes
-    (of the evaluation set / subset) that have ground truth; None where no such class exists.
+    (of the evaluation set / subset) that are not NaN (those with ground truth or predictions);
+    None where no such class exists.
     """
     benchmark = _as_benchmark(benchmark)
     m = _as_numpy_matrix(matrix)
@@ -177,10 +182,13 @@ def network_summary(benchmark: Benchmark | str, matrix: "ConfusionMatrix | Tenso
                          f"matrix is {m.shape[0]} x {m.shape[1]}")
     iou = iou_per_class(m)
     out: dict[str, Any] = {"network": network, "miou": _mean_percent(iou, benchmark.eval_classes)}
+    gt = m.sum(axis=1)
     for name, ids in benchmark.subsets.items():
         out[name] = _mean_percent(iou, ids)
     out["per_class_iou"] = {benchmark.protocol.classes[i]: _percent(iou[i])
                             for i in benchmark.eval_classes}
+    out["classes_without_ground_truth"] = [benchmark.protocol.classes[i]
+                                           for i in benchmark.eval_classes if gt[i] == 0]
     out["num_pixels"] = int(m.sum())
     if with_confusion:
         out["confusion_matrix"] = confusion_to_json(m, benchmark.protocol.classes)
@@ -188,7 +196,7 @@ def network_summary(benchmark: Benchmark | str, matrix: "ConfusionMatrix | Tenso
 
 
 _CORE_KEYS = ("benchmark", "step", "network", "miou", "per_class_iou", "num_pixels", "teacher",
-              "confusion_matrix")
+              "confusion_matrix", "classes_without_ground_truth")
 
 
 def metrics_record(benchmark: Benchmark | str, matrix_student: "ConfusionMatrix | Tensor | np.ndarray",
@@ -293,19 +301,26 @@ def _logits(model: nn.Module, frames: Tensor, flows: Tensor) -> Tensor:
     return logits.float()
 
 
-def _predict(logits: Tensor, size: tuple[int, int]) -> Tensor:
-    """Upsample logits [B, C, h, w] bilinearly (align_corners=False) to size, argmax: int64 [B, H, W]."""
+def _predict(logits: Tensor, size: tuple[int, int], align_corners: bool = False) -> Tensor:
+    """Upsample logits [B, C, h, w] bilinearly to size, argmax: int64 [B, H, W]."""
     if tuple(logits.shape[-2:]) != tuple(size):
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=align_corners)
     return logits.argmax(dim=1)
 
 
 # ----------------------------------------------------------------------------------- evaluation
+def align_corners_of(setting: bool | None, benchmark: Benchmark | str) -> bool:
+    """The logit upsampling of an evaluation: `setting` (train.eval_align_corners) when given,
+    else the benchmark's reference evaluation (`Benchmark.eval_align_corners`)."""
+    return _as_benchmark(benchmark).eval_align_corners if setting is None else bool(setting)
+
+
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Dataset, benchmark: Benchmark | str,
                    device: torch.device | str, batch_size: int = 1, max_clips: int | None = None,
                    num_workers: int = 0, progress: bool = False,
-                   sampler: Sampler | None = None) -> ConfusionMatrix:
+                   sampler: Sampler | None = None, align_corners: bool | None = None
+                   ) -> ConfusionMatrix:
     """Confusion matrix of `model` on a labelled evaluation dataset.
 
     model:   already on `device`; `model(frames [B,K,3,H,W], flows [B,K-1,2,H,W])["logits"]`
@@ -313,13 +328,14 @@ def evaluate_model(model: nn.Module, dataset: Dataset, benchmark: Benchmark | st
     dataset: yields Clips whose labels [K, H_l, W_l] hold frame t's train ids at native
              resolution (frame t-1 all 255). Clips with different label sizes are batched
              separately, so any batch_size works.
-    The logits are upsampled bilinearly (align_corners=False) to (H_l, W_l), arg-maxed and
-    compared with labels[0]; the matrix stays on `device` and is all-reduced at the end (pass a
+    The logits are upsampled bilinearly to (H_l, W_l) (align_corners: None = the benchmark's
+    reference evaluation, `Benchmark.eval_align_corners`), arg-maxed and compared with labels[0]; the matrix stays on `device` and is all-reduced at the end (pass a
     DistributedSampler under DDP; `max_clips` then limits the clips of each process).
     Returns the [C, C] ConfusionMatrix (C = benchmark.num_classes).
     """
     benchmark = _as_benchmark(benchmark)
     device = torch.device(device)
+    corners = benchmark.eval_align_corners if align_corners is None else align_corners
     cm = ConfusionMatrix(benchmark.num_classes, device)
     was_training = model.training
     model.eval()
@@ -336,7 +352,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, benchmark: Benchmark | st
                 raise UdassError(f"the model predicts {logits.shape[1]} classes, {benchmark.name} "
                                  f"has {benchmark.num_classes}; use a checkpoint of this benchmark")
             target = batch.labels[:, 0].to(device, non_blocking=True)
-            cm.update(_predict(logits, tuple(target.shape[-2:])), target)
+            cm.update(_predict(logits, tuple(target.shape[-2:]), corners), target)
     finally:
         model.train(was_training)
     return cm.all_reduce()
@@ -403,16 +419,14 @@ def load_network(checkpoint: str | Any, network: str = "student", device: torch.
     """
     from udass.checkpoint import load_checkpoint
     from udass.config import config_from_dict
-    from udass.models import build_model
+    from udass.models import build_model_from_config
 
     if network not in ("student", "teacher"):
         raise UdassError(f"unknown network {network!r}; expected student or teacher")
     state = load_checkpoint(checkpoint, map_location="cpu")
     cfg = config_from_dict(state["config"])
     bench = get_benchmark(cfg.data.benchmark)
-    net = build_model(cfg.model.backbone, bench.num_classes, cfg.model.variant,
-                      frozen_bn=cfg.model.frozen_bn, head=cfg.model.head,
-                      temporal_fusion=cfg.model.temporal_fusion, drop_path=cfg.model.drop_path)
+    net = build_model_from_config(cfg.model, bench.num_classes, pretrained=False)
     if network == "student":
         weights = {k[4:]: v for k, v in state["student"].items() if k.startswith("net.")}
     else:
@@ -450,16 +464,18 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
                         data_cfg=cfg.data if bench.name == cfg.data.benchmark else None,
                         flow_root=getattr(args, "flow_root", None) or cfg.data.flow_root)
     other = "teacher" if args.network == "student" else "student"
-    mats = {args.network: evaluate_model(net, val, bench, device, progress=True)}
+    corners = align_corners_of(cfg.train.eval_align_corners, bench)
+    mats = {args.network: evaluate_model(net, val, bench, device, progress=True, align_corners=corners)}
     if other == "student" or state.get("teacher"):
         other_net, _, _ = load_network(args.checkpoint, other, device)
-        mats[other] = evaluate_model(other_net, val, bench, device)
+        mats[other] = evaluate_model(other_net, val, bench, device, align_corners=corners)
     rec = metrics_record(bench, mats["student"].matrix,
                          mats["teacher"].matrix if "teacher" in mats else None,
                          step=int(state["step"]),
                          extra={"backbone": cfg.model.backbone, "variant": cfg.model.variant,
                                 "method": cfg.train.method, "profile": cfg.train.profile,
-                                "seed": cfg.train.seed, "checkpoint": str(args.checkpoint)})
+                                "seed": cfg.train.seed, "checkpoint": str(args.checkpoint),
+                                "eval_align_corners": corners})
     rec["network"] = "student"
     if bench.is_video:
         rec["temporal_consistency"] = round(temporal_consistency(net, val, device), 2)

@@ -62,6 +62,22 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]
     return DistInfo(rank, world, local), device
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank `src`'s buffers (BatchNorm running statistics) to every rank, one collective per
+    dtype. Each rank updates its statistics from its own batch in a forward pass; after a step
+    the ranks must hold one model again, or their EMA teachers and evaluations drift apart."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    groups: dict[torch.dtype, list[torch.Tensor]] = {}
+    for b in module.buffers():
+        groups.setdefault(b.dtype, []).append(b)
+    for tensors in groups.values():
+        flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+        dist.broadcast(flat, src)
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+            t.copy_(part.view_as(t))
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -112,10 +128,12 @@ def tune_cpu_allocator() -> bool:
     return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
 
 
-def step_seed(seed: int, step: int, stream: int = 0) -> int:
-    """The seed of one training step's random stream: a pure function of (seed, step, stream), so
-    a resumed run draws exactly what the uninterrupted run drew."""
-    return (seed * 1_000_003 + step * 7_919 + stream * 104_729) % (2**63 - 1)
+def step_seed(seed: int, step: int, stream: int = 0, rank: int = 0) -> int:
+    """The seed of one training step's random stream: a pure function of (seed, step, stream,
+    rank), so a resumed run draws exactly what the uninterrupted run drew, and the processes of a
+    distributed run draw their own crops, flips, augmentations, class choices and drop-path
+    (rank 0 draws what a single process draws)."""
+    return (seed * 1_000_003 + step * 7_919 + stream * 104_729 + rank * 15_485_863) % (2**63 - 1)
 
 
 def git_commit() -> str | None:

@@ -164,6 +164,13 @@ class Benchmark:
     def num_classes(self) -> int:
         return self.protocol.num_classes
 
+    @property
+    def eval_align_corners(self) -> bool:
+        """How the field's reference evaluation of this benchmark upsamples logits to the label
+        size: the video benchmarks as TPS / DA-VSN (`nn.Upsample(..., align_corners=True)`), the
+        image benchmarks as mmseg (DAFormer / HRDA / MIC: `resize(..., align_corners=False)`)."""
+        return self.is_video
+
     def eval_class_names(self) -> tuple[str, ...]:
         return tuple(self.protocol.classes[i] for i in self.eval_classes)
 

@@ -142,3 +142,49 @@ def photometric_jitter(frames: Tensor, generator: torch.Generator, brightness: f
     gray = (0.299 * out[:, :, 0:1] + 0.587 * out[:, :, 1:2] + 0.114 * out[:, :, 2:3])
     out = (out - gray) * fs + gray
     return (on * out + (1 - on) * frames).clamp(0, 1)
+
+
+def match_histograms(frames: Tensor, reference: Tensor) -> Tensor:
+    """Match the colour histogram of each clip to a reference image, per channel.
+
+    frames: [B, K, 3, H, W] float (a batch of source clips, newest first); reference:
+    [B, 3, H', W'] float (each clip's reference, e.g. the current target clip's frame t).
+    The mapping of each (clip, channel) is skimage's `match_histograms` from frame t
+    (frames[:, 0]) to the reference: a value's quantile among frame t's pixels (the share of
+    pixels <= it) is mapped to the reference value at that quantile, linearly interpolated
+    between the reference's distinct values at their cumulative shares (np.interp). The same
+    mapping is applied to every frame of the clip, so a clip's frames stay consistent with each
+    other (a value of frame t-1 takes its quantile among frame t's pixels). Frame t alone gives
+    exactly skimage's result. Batched over clips and channels (sorts and binary searches; float64
+    quantiles as skimage). Returns [B, K, 3, H, W] of frames' dtype.
+    """
+    if frames.dim() != 5 or reference.dim() != 4 or frames.shape[0] != reference.shape[0] \
+            or frames.shape[2] != reference.shape[1]:
+        raise ValueError(f"match_histograms: expected frames [B, K, C, H, W] and reference [B, C, H', W'] "
+                         f"with the same B and C, got {tuple(frames.shape)} and {tuple(reference.shape)}")
+    b, k, c, h, w = frames.shape
+    src = frames[:, 0].reshape(b * c, h * w).double().sort(dim=1).values
+    ref = reference.reshape(b * c, -1).double().sort(dim=1).values
+    n, m = src.shape[1], ref.shape[1]
+    ref_q = torch.searchsorted(ref, ref, right=True).double() / m   # cumulative share of each value
+    x = frames.transpose(1, 2).reshape(b * c, k * h * w).double()
+    q = torch.searchsorted(src, x, right=True).double() / n         # quantile of each pixel value
+    j = torch.searchsorted(ref_q, q, right=True) - 1                # last reference share <= q
+    j0, j1 = j.clamp(0, m - 1), (j + 1).clamp_(max=m - 1)
+    x0, x1 = ref_q.gather(1, j0), ref_q.gather(1, j1)
+    y0, y1 = ref.gather(1, j0), ref.gather(1, j1)
+    slope = torch.where(x1 > x0, (y1 - y0) / (x1 - x0).clamp_min(1e-300), torch.zeros_like(q))
+    out = torch.where(j < 0, ref[:, :1], slope * (q - x0) + y0)  # np.interp's formula and ends
+    return out.reshape(b, c, k, h, w).transpose(1, 2).to(frames.dtype).contiguous()
+
+
+def match_source_histograms(source: ClipBatch, target: ClipBatch) -> ClipBatch:
+    """The source batch with each clip's colours matched to its paired target clip's frame t
+    (`match_histograms`; the video recipe of TPS and of the QuadMix authors). Batches must have
+    the same size (the mixing methods pair them)."""
+    if len(source) != len(target):
+        raise ValueError(f"match_source_histograms: {len(source)} source clips and {len(target)} "
+                         f"target clips; histogram matching pairs them one to one")
+    frames = match_histograms(source.frames, target.frames[:, 0])
+    return ClipBatch(frames, source.flows, source.labels, source.domain, source.names,
+                     dict(source.extras))

@@ -20,7 +20,7 @@ from udass.errors import UdassError, unknown_name
 from udass.models.daformer_head import DAFormerHead, SegFormerHead
 from udass.models.deeplabv2 import DeepLabV2Head
 from udass.models.mit import MixVisionTransformer
-from udass.models.resnet import ResNet
+from udass.models.resnet import BN_MODES, ResNet
 from udass.models.temporal import SegModel
 
 BACKBONES = ("cnn", "vit")
@@ -99,7 +99,7 @@ ALLOWED_EXTRA_KEYS: Mapping[str, tuple[str, ...]] = {
 # Buffers an ImageNet file may lack (written only by PyTorch >= 0.4.1; unused by frozen BN).
 ALLOWED_MISSING_SUFFIXES = (".num_batches_tracked",)
 
-_OPTIONS: Mapping[str, Any] = {"frozen_bn": True, "head": "daformer", "temporal_fusion": True,
+_OPTIONS: Mapping[str, Any] = {"bn": "batch", "head": "daformer", "temporal_fusion": True,
                                "drop_path": 0.1}
 
 
@@ -114,7 +114,9 @@ def build_model(backbone: str, num_classes: int, size: str, **opts: Any) -> SegM
 
     backbone: "cnn" (DeepLabV2 on ResNet) | "vit" (DAFormer head on MiT); size: a variant name
     of that family (`VARIANTS`); num_classes: C. opts (all optional):
-      frozen_bn (True): CNN batch norms use stored statistics and fixed affine parameters;
+      bn ("batch"): the CNN encoder's batch norms, affine parameters frozen in both modes:
+          "batch" normalises with batch statistics in training and updates the running ones
+          (ADVENT / TPS / the authors' recipe), "frozen" always uses the stored statistics;
       head ("daformer"): the ViT decoder, "daformer" | "segformer" (the CNN decoder is always
           DeepLabV2; the value is still checked);
       temporal_fusion (True): flow-guided 1 x 1 fusion of the previous frame's logits;
@@ -133,7 +135,7 @@ def build_model(backbone: str, num_classes: int, size: str, **opts: Any) -> SegM
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UdassError(f"num_classes must be a positive integer, got {num_classes!r}")
     if backbone == "cnn":
-        encoder: nn.Module = ResNet(**spec.encoder, frozen_bn=o["frozen_bn"])
+        encoder: nn.Module = ResNet(**spec.encoder, bn=o["bn"])
         decoder: nn.Module = DeepLabV2Head(encoder.out_channels, num_classes,
                                            spec.decoder["dilations"])
     else:
@@ -152,9 +154,10 @@ def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
         if name not in _OPTIONS:
             raise unknown_name("model option", name, _OPTIONS)
     o = {**_OPTIONS, **opts}
-    for name in ("frozen_bn", "temporal_fusion"):
-        if not isinstance(o[name], bool):
-            raise UdassError(f"model option {name} must be true or false, got {o[name]!r}")
+    if not isinstance(o["temporal_fusion"], bool):
+        raise UdassError(f"model option temporal_fusion must be true or false, got {o['temporal_fusion']!r}")
+    if o["bn"] not in BN_MODES:
+        raise unknown_name("CNN batch-norm mode (model.bn)", o["bn"], BN_MODES)
     if o["head"] not in HEADS:
         raise unknown_name("ViT decoder head", o["head"], HEADS)
     dp = o["drop_path"]
@@ -164,12 +167,12 @@ def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     return o
 
 
-def build_model_from_config(cfg: Any, num_classes: int) -> SegModel:
-    """`build_model` from a `udass.config.ModelConfig`, then `load_pretrained` when
-    `cfg.pretrained` names a file (None or "none": random initialisation)."""
-    model = build_model(cfg.backbone, num_classes, cfg.variant, frozen_bn=cfg.frozen_bn,
+def build_model_from_config(cfg: Any, num_classes: int, pretrained: bool = True) -> SegModel:
+    """`build_model` from a `udass.config.ModelConfig`, then (with `pretrained`) `load_pretrained`
+    when `cfg.pretrained` names a file (None or "none": random initialisation)."""
+    model = build_model(cfg.backbone, num_classes, cfg.variant, bn=cfg.bn,
                         head=cfg.head, temporal_fusion=cfg.temporal_fusion, drop_path=cfg.drop_path)
-    if cfg.pretrained not in (None, "", "none"):
+    if pretrained and cfg.pretrained not in (None, "", "none"):
         load_pretrained(model, cfg.pretrained)
     return model
 

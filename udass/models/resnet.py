@@ -34,8 +34,20 @@ class FrozenBatchNorm2d(nn.BatchNorm2d):
         return super().train(False)
 
 
-def _norm(channels: int, frozen: bool) -> nn.BatchNorm2d:
-    return FrozenBatchNorm2d(channels) if frozen else nn.BatchNorm2d(channels)
+BN_MODES = ("batch", "frozen")
+
+
+def _norm(channels: int, bn: str) -> nn.BatchNorm2d:
+    """A batch norm of the ResNet encoder, affine parameters frozen in both modes:
+    "batch" normalises with the batch's statistics in training and updates its running
+    statistics (used in eval), as ADVENT / TPS / the authors' code train DeepLabV2;
+    "frozen" always normalises with its stored statistics (FrozenBatchNorm2d)."""
+    if bn == "frozen":
+        return FrozenBatchNorm2d(channels)
+    norm = nn.BatchNorm2d(channels)
+    norm.weight.requires_grad_(False)
+    norm.bias.requires_grad_(False)
+    return norm
 
 
 class BasicBlock(nn.Module):
@@ -44,13 +56,13 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None, frozen_bn: bool = False) -> None:
+                 downsample: nn.Module | None = None, bn: str = "batch") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation,
                                bias=False)
-        self.bn1 = _norm(planes, frozen_bn)
+        self.bn1 = _norm(planes, bn)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = _norm(planes, frozen_bn)
+        self.bn2 = _norm(planes, bn)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -68,14 +80,14 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None, frozen_bn: bool = False) -> None:
+                 downsample: nn.Module | None = None, bn: str = "batch") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, stride, bias=False)
-        self.bn1 = _norm(planes, frozen_bn)
+        self.bn1 = _norm(planes, bn)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = _norm(planes, frozen_bn)
+        self.bn2 = _norm(planes, bn)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = _norm(planes * 4, frozen_bn)
+        self.bn3 = _norm(planes * 4, bn)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -96,19 +108,22 @@ class ResNet(nn.Module):
 
     block: "basic" (ResNet-18 style) or "bottleneck" (ResNet-50/101); layers: blocks per stage;
     width: channels of the stem and of stage 1's convs (64 for the published networks);
-    frozen_bn: every batch norm is a `FrozenBatchNorm2d` (the paper's CNN setting).
+    bn: "batch" (batch statistics in training, the paper's CNN recipe) or "frozen" (stored
+        statistics always, `FrozenBatchNorm2d`); affine parameters are frozen in both.
     """
 
     def __init__(self, block: str, layers: Sequence[int], width: int = 64,
-                 frozen_bn: bool = False) -> None:
+                 bn: str = "batch") -> None:
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"ResNet block must be one of {sorted(BLOCKS)}, got {block!r}")
+        if bn not in BN_MODES:
+            raise ValueError(f"ResNet bn must be one of {BN_MODES}, got {bn!r}")
         self.block = BLOCKS[block]
-        self.frozen_bn = frozen_bn
+        self.bn_mode = bn
         self.inplanes = width
         self.conv1 = nn.Conv2d(3, width, 7, 2, padding=3, bias=False)
-        self.bn1 = _norm(width, frozen_bn)
+        self.bn1 = _norm(width, bn)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
         self.layer1 = self._make_stage(width, layers[0], stride=1, dilation=1)
@@ -124,10 +139,10 @@ class ResNet(nn.Module):
         downsample = None
         if stride != 1 or self.inplanes != out:
             downsample = nn.Sequential(nn.Conv2d(self.inplanes, out, 1, stride, bias=False),
-                                       _norm(out, self.frozen_bn))
-        stage = [self.block(self.inplanes, planes, stride, dilation, downsample, self.frozen_bn)]
+                                       _norm(out, self.bn_mode))
+        stage = [self.block(self.inplanes, planes, stride, dilation, downsample, self.bn_mode)]
         self.inplanes = out
-        stage += [self.block(out, planes, 1, dilation, None, self.frozen_bn) for _ in range(1, blocks)]
+        stage += [self.block(out, planes, 1, dilation, None, self.bn_mode) for _ in range(1, blocks)]
         return nn.Sequential(*stage)
 
     def _init_weights(self) -> None:
@@ -150,4 +165,4 @@ class ResNet(nn.Module):
         return [c1, c2, c3, c4]
 
 
-__all__ = ["BasicBlock", "Bottleneck", "FrozenBatchNorm2d", "ResNet"]
+__all__ = ["BN_MODES", "BasicBlock", "Bottleneck", "FrozenBatchNorm2d", "ResNet"]

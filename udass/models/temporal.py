@@ -140,9 +140,11 @@ class SegModel(nn.Module):
         return self.decoder.classify(features)
 
     # ------------------------------------------------------------------ a clip
-    def forward(self, frames: Tensor, flows: Tensor) -> dict[str, Any]:
+    def forward(self, frames: Tensor, flows: Tensor, with_aux: bool = True) -> dict[str, Any]:
         """frames: [B, K, 3, H, W] float in [0, 1], newest first (K >= 1; frames 0 and 1 are
-        used); flows: [B, K-1, 2, H, W] backward flow t -> t-1 in pixels (flows[:, 0] is used).
+        used); flows: [B, K-1, 2, H, W] backward flow t -> t-1 in pixels (flows[:, 0] is used);
+        with_aux: compute the auxiliary head (False: `aux` is None; a pass whose loss does not use
+        it must not compute it under DDP, whose reducer waits for gradients of what ran).
 
         Returns a dict:
           logits         [B, C, h, w]    temporally fused (= logits_t without temporal fusion)
@@ -157,7 +159,7 @@ class SegModel(nn.Module):
         """
         _check_clip(frames, flows)
         cur, prev, flow, static = pair_view(frames, flows)
-        out_t = self.segment(cur, with_aux=True)
+        out_t = self.segment(cur, with_aux=with_aux)
         if static:
             out_p = out_t
         else:
@@ -185,13 +187,14 @@ class SegModel(nn.Module):
 
     # ------------------------------------------------------------------ optimisation
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters: {"backbone": encoder, "head": decoder + temporal fusion}
-        (heads take lr x head_lr_mult). Frozen parameters (frozen BN) are left out."""
-        backbone = [p for p in self.encoder.parameters() if p.requires_grad]
-        head = [p for p in self.decoder.parameters() if p.requires_grad]
-        if self.temporal is not None:
-            head += [p for p in self.temporal.parameters() if p.requires_grad]
-        return {"backbone": backbone, "head": head}
+        """Trainable parameters by optimiser role: {"backbone": encoder, "head": decoder
+        (classifier and auxiliary head included), "fusion": the temporal fusion (empty without
+        it)}. Frozen parameters (batch-norm affine parameters of the CNN) are left out."""
+        def trainable(m: nn.Module | None) -> list[nn.Parameter]:
+            return [] if m is None else [p for p in m.parameters() if p.requires_grad]
+
+        return {"backbone": trainable(self.encoder), "head": trainable(self.decoder),
+                "fusion": trainable(self.temporal)}
 
     def extra_repr(self) -> str:
         return (f"backbone={self.backbone_name}, variant={self.variant}, "

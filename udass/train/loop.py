@@ -34,13 +34,13 @@ from udass.data.datasets import build_dataset
 from udass.data.protocols import IGNORE, Benchmark, get_benchmark
 from udass.data.synthetic import ensure_synthetic_root, read_marker
 from udass.errors import UdassError
-from udass.evaluate import evaluate_model, metrics_record, temporal_consistency
+from udass.evaluate import align_corners_of, evaluate_model, metrics_record, temporal_consistency
 from udass.io import write_json
 from udass.method.feature_mix import FeatureFusion
 from udass.method.teacher import EMATeacher
 from udass.method.templates import Template
-from udass.models import build_model, load_pretrained
-from udass.runtime import (barrier, device_description, git_commit, init_distributed,
+from udass.models import build_model_from_config
+from udass.runtime import (barrier, broadcast_buffers, device_description, git_commit, init_distributed,
                            library_versions, set_determinism, step_seed,
                            tune_cpu_allocator)
 from udass.train.learner import Learner
@@ -101,12 +101,9 @@ class Trainer:
         self._check_recipe()
 
         torch.manual_seed(step_seed(cfg.train.seed, 0, stream=99))  # model initialisation
-        net = build_model(cfg.model.backbone, self.benchmark.num_classes, cfg.model.variant,
-                          frozen_bn=cfg.model.frozen_bn, head=cfg.model.head,
-                          temporal_fusion=cfg.model.temporal_fusion, drop_path=cfg.model.drop_path)
+        net = build_model_from_config(cfg.model, self.benchmark.num_classes)
         self.init_note = "random initialisation"
         if cfg.model.pretrained:
-            load_pretrained(net, cfg.model.pretrained)
             self.init_note = f"ImageNet weights {Path(cfg.model.pretrained).name}"
         if cfg.train.init_checkpoint:
             state = ckpt.load_checkpoint(cfg.train.init_checkpoint)
@@ -123,7 +120,9 @@ class Trainer:
         if self.dist.enabled:
             self.student = nn.parallel.DistributedDataParallel(
                 self.learner, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=self.method == "quadmix")
+                # the mixing methods' second pass leaves the auxiliary head (and, on a step without
+                # templates, the feature fusion) unused: DDP must look for unused parameters
+                find_unused_parameters=self.method in ("dacs", "quadmix"))
         self.optimizer = build_optimizer(self.learner, cfg)
         o = cfg.optim
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -241,11 +240,11 @@ class Trainer:
 
     def _step(self, source: ClipBatch | None, target: ClipBatch, record: bool
               ) -> tuple[dict[str, float], StepRecord | None]:
-        cfg, k = self.cfg, self.step
-        g = torch.Generator().manual_seed(step_seed(cfg.train.seed, k, stream=1))
-        torch.manual_seed(step_seed(cfg.train.seed, k, stream=0))  # dropout / drop-path
+        cfg, k, rank = self.cfg, self.step, self.dist.rank
+        g = torch.Generator().manual_seed(step_seed(cfg.train.seed, k, stream=1, rank=rank))
+        torch.manual_seed(step_seed(cfg.train.seed, k, stream=0, rank=rank))  # dropout / drop-path
         if self.device.type == "cuda":
-            torch.cuda.manual_seed(step_seed(cfg.train.seed, k, stream=2))
+            torch.cuda.manual_seed(step_seed(cfg.train.seed, k, stream=2, rank=rank))
         target = target.to(self.device, non_blocking=True)
         if source is not None:
             source = source.to(self.device, non_blocking=True)
@@ -275,6 +274,8 @@ class Trainer:
             else:
                 self.optimizer.step()
         self.scheduler.step()
+        if self.dist.enabled:  # one model on every rank before the EMA (batch-norm statistics)
+            broadcast_buffers(self.learner)
         self.teacher.update(self.learner.net, k, self.cfg.teacher.ema)
         if self.method == "quadmix":
             self.templates = out.templates
@@ -419,8 +420,9 @@ class Trainer:
             indices = indices[: self.cfg.train.eval_max_clips]
         shard = torch.utils.data.Subset(val, indices[self.dist.rank::self.dist.world_size])
         nets = {"student": self.learner.net, "teacher": self.teacher.model}
-        mats = {n: evaluate_model(nets[n], shard, self.benchmark, self.device,
-                                  batch_size=1, num_workers=0) for n in networks}
+        corners = align_corners_of(self.cfg.train.eval_align_corners, self.benchmark)
+        mats = {n: evaluate_model(nets[n], shard, self.benchmark, self.device, batch_size=1,
+                                  num_workers=0, align_corners=corners) for n in networks}
         student = mats.get("student", mats.get("teacher"))
         extra = self._record_extra()
         if consistency and self.benchmark.is_video and "student" in networks:
@@ -436,7 +438,8 @@ class Trainer:
         c = self.cfg
         return {"backbone": c.model.backbone, "variant": c.model.variant, "method": c.train.method,
                 "profile": c.train.profile, "seed": c.train.seed, "steps": c.train.steps,
-                "init": self.init_note, "flow_source": c.data.flow_source}
+                "init": self.init_note, "flow_source": c.data.flow_source,
+                "eval_align_corners": align_corners_of(c.train.eval_align_corners, self.benchmark)}
 
     def finish(self) -> dict[str, Any]:
         rec = self.evaluate()

@@ -20,13 +20,9 @@ def param_roles(learner: nn.Module) -> dict[int, str]:
     """Role of every trainable parameter (by id): "backbone" (the encoder), "head" (decoder,
     classifier, auxiliary head) or "fusion" (the flow-guided temporal fusion of the logits and
     the feature-level QuadMix fusion g)."""
-    net = learner.net
-    roles = {id(p): "backbone" for p in net.encoder.parameters()}
-    roles.update({id(p): "head" for p in net.decoder.parameters()})
-    fusion = [] if net.temporal is None else list(net.temporal.parameters())
+    roles = {id(p): role for role, ps in learner.net.param_groups().items() for p in ps}
     if getattr(learner, "fusion", None) is not None:
-        fusion += list(learner.fusion.parameters())
-    roles.update({id(p): "fusion" for p in fusion})
+        roles.update({id(p): "fusion" for p in learner.fusion.parameters()})
     return roles
 
 
@@ -47,7 +43,7 @@ def build_optimizer(learner: nn.Module, cfg: Config) -> torch.optim.Optimizer:
         if not p.requires_grad:
             continue
         no_decay = o.name == "adamw" and "norm" in name.rsplit(".", 2)[-2]
-        buckets.setdefault((roles.get(id(p), "head"), no_decay), []).append(p)
+        buckets.setdefault((roles[id(p)], no_decay), []).append(p)
     groups = [{"params": ps, "lr": o.lr * _MULT[role](o),
                "weight_decay": 0.0 if nd else o.weight_decay, "role": role}
               for (role, nd), ps in sorted(buckets.items())]

@@ -36,7 +36,7 @@ from torch.profiler import record_function
 from udass.config import Config
 from udass.data.clip import ClipBatch, pair_view
 from udass.data.flow import resize_flow, warp, warp_valid_mask
-from udass.data.transforms import random_crop, random_hflip
+from udass.data.transforms import match_source_histograms, random_crop, random_hflip
 from udass.method.aggregation import aggregation_loss
 from udass.method.augment import strong_augment
 from udass.method.feature_mix import feature_mix_loss, shared_region
@@ -209,7 +209,7 @@ def mixed_terms(nets: Networks, samples: list[MixedClip], fuse: Tensor | None, e
     b = samples[0].frames.shape[0]
     frames, flows = cat_clips(samples)
     with env.autocast():
-        out = nets.student(frames, flows, fuse_shared=fuse)
+        out = nets.student(frames, flows, fuse_shared=fuse, with_aux=False)
         logits = out["logits"].float()
         terms = {"loss_mix": torch.stack([wce(logits[i * b:(i + 1) * b], m.labels[:, 0], m.weights[:, 0])
                                           for i, m in enumerate(samples)]).mean()}
@@ -265,8 +265,12 @@ def supervised_step(nets: Networks, batch: ClipBatch, env: StepEnv) -> StepOutpu
 
 def _clips(nets: Networks, source: ClipBatch, target: ClipBatch, env: StepEnv
            ) -> tuple[MixedClip, MixedClip, PseudoLabels]:
-    """Crop and flip both batches, then S (with its labels) and T (with the teacher's
-    pseudo-labels and weights), both cut to the mixing length (2 frames for video, 1 for images)."""
+    """Match each source clip's colours to its target clip's frame t (data.hist_match), crop and
+    flip both batches, then S (with its labels) and T (with the teacher's pseudo-labels and
+    weights), both cut to the mixing length (2 frames for video, 1 for images)."""
+    if env.cfg.data.hist_match:
+        with record_function("udass.hist_match"):
+            source = match_source_histograms(source, target)
     target = geometric(target, env.cfg, env.generator)
     source = geometric(source, env.cfg, env.generator)
     km = min(mix_length(source), mix_length(target))

@@ -1,0 +1,113 @@
+"""Distributed training (torchrun, gloo on CPU, 2 processes): every method x backbone trains,
+resumes exactly and evaluates like one process; the ranks draw their own random numbers; the
+gradients DDP synchronises include those of a parameter used only in an unsynchronised pass."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from udass import checkpoint as ckpt
+from udass.cli import main
+from udass.runtime import step_seed
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node", "2", *args], env=ENV, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("ddp")
+    proc = _torchrun(str(REPO / "tests" / "ddp_matrix.py"), str(out))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["source_only", "oracle", "dacs", "quadmix"])
+@pytest.mark.parametrize("backbone", ["cnn", "vit"])
+def test_every_method_and_backbone_trains_resumes_and_evaluates_like_one_process(
+        matrix, method, backbone, tmp_path):
+    r = matrix[f"{method}-{backbone}"]
+    assert r["resume_identical"], "stopped at step 2 and resumed differs from 3 straight steps"
+    run = Path(r["run"])
+    ddp = json.loads((run / "metrics.json").read_text())
+    assert ddp["step"] == 3
+    # the DDP evaluation shards the val split over the ranks and all-reduces the confusion
+    # matrices: a single process evaluating the final checkpoint gets the same numbers
+    assert main(["evaluate", "--checkpoint", str(ckpt.last_checkpoint(run)), "--device", "cpu",
+                 "--out", str(tmp_path)]) == 0
+    single = json.loads((tmp_path / "metrics.json").read_text())
+    for net in (single, single["teacher"]):
+        ref = ddp if net is single else ddp["teacher"]
+        assert net["confusion_matrix"] == ref["confusion_matrix"]
+        assert net["miou"] == ref["miou"] and net["per_class_iou"] == ref["per_class_iou"]
+
+
+def test_ranks_draw_their_own_random_numbers(matrix):
+    assert matrix["rank_draws_differ"]
+    assert step_seed(3, 5, stream=1, rank=0) == step_seed(3, 5, stream=1)  # rank 0: one process
+    assert len({step_seed(3, 5, stream=1, rank=r) for r in range(8)}) == 8
+
+
+def test_the_cli_command_of_the_docs_runs_dacs_with_the_cnn(tmp_path):
+    """The auxiliary head of the CNN is used in the first (unsynchronised) pass only."""
+    out = tmp_path / "run"
+    proc = _torchrun("-m", "udass", "train", "--profile", "test", "--method", "dacs", "--backbone",
+                     "cnn", "--steps", "3", "--device", "cpu", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((out / "metrics.json").read_text())["step"] == 3
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 1), nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor, with_b: bool) -> torch.Tensor:
+        h = self.body(x)
+        return self.a(h) + (self.b(h) if with_b else 0)
+
+
+def _grad_worker(rank: int, init: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = nn.parallel.DistributedDataParallel(_TwoHeads(), find_unused_parameters=True)
+    x = torch.full((4, 3), float(rank + 1))
+    with model.no_sync():  # pass 1: both heads, gradients kept locally
+        model(x, True).square().mean().backward()
+    model(x * 2, False).square().mean().backward()  # pass 2 (synchronised): head b unused
+    grads = {n: p.grad.clone() for n, p in model.module.named_parameters()}
+    torch.save(grads, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_ddp_averages_the_gradient_of_a_parameter_used_only_in_the_unsynchronised_pass(tmp_path):
+    """What the two-pass steps rely on: a parameter used in pass 1 (under no_sync) and not in
+    pass 2 still has its accumulated gradient averaged over the ranks."""
+    mp.spawn(_grad_worker, args=(str(tmp_path / "pg"), str(tmp_path / "g")), nprocs=2)
+    g = [torch.load(tmp_path / f"g.{r}") for r in range(2)]
+    local = []
+    for rank in range(2):
+        torch.manual_seed(0)
+        m = _TwoHeads()
+        x = torch.full((4, 3), float(rank + 1))
+        m(x, True).square().mean().backward()
+        m(x * 2, False).square().mean().backward()
+        local.append({n: p.grad.clone() for n, p in m.named_parameters()})
+    for name in g[0]:
+        assert torch.allclose(g[0][name], g[1][name]), name
+        assert torch.allclose(g[0][name], (local[0][name] + local[1][name]) / 2, atol=1e-6), name
