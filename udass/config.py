@@ -47,6 +47,7 @@ class DataConfig:
     num_workers: int = 0
     synth_size: str = "demo"            # size of an auto-generated synthetic root
     synth_seed: int = 0                 # data seed of an auto-generated synthetic root
+    allow_partial: bool = False         # evaluate an incomplete val split's complete clips (run control)
 
 
 @dataclass(frozen=True)

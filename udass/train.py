@@ -50,7 +50,8 @@ from udass.runtime import (barrier, device_description, git_commit, init_distrib
 
 # Config keys that control a run but not what it computes: they may differ on resume.
 RUN_CONTROL_KEYS = ("train.checkpoint_every", "train.log_every", "train.eval_every",
-                    "data.num_workers", "data.data_root", "data.flow_root", "train.eval_max_clips")
+                    "data.num_workers", "data.data_root", "data.flow_root", "train.eval_max_clips",
+                    "data.allow_partial")
 LOG_COLUMNS = ("step", "lr", "loss_total", "loss_src", "loss_aux", "loss_trg", "loss_mix",
                "loss_feat", "loss_agg", "pseudo_weight", "seconds")
 
@@ -320,6 +321,7 @@ class Trainer:
         val (target val, native-resolution labels)."""
         if role not in self._datasets:
             from udass.data.datasets import build_dataset
+            from udass.data.splits import check_split
 
             c = self.cfg
             kw = dict(data_root=self.data_root, profile=c.train.profile, data_cfg=c.data,
@@ -331,7 +333,7 @@ class Trainer:
                                    with_labels=self.method == "oracle", **kw)
             else:
                 ds = build_dataset(c.data.benchmark, "val", domain="target", **kw)
-            self._datasets[role] = ds
+            self._datasets[role] = check_split(ds, allow_partial=c.data.allow_partial)
         return self._datasets[role]
 
     @property
@@ -682,6 +684,7 @@ class Trainer:
     def evaluate(self, networks: Sequence[str] = ("student", "teacher"),
                  consistency: bool = True) -> dict[str, Any]:
         """Evaluate on the target val split; returns the metrics.json record."""
+        from udass.data.splits import clip_counts
         from udass.evaluate import evaluate_model, metrics_record, temporal_consistency
 
         val = self.dataset("val")
@@ -694,6 +697,7 @@ class Trainer:
                                   batch_size=1, num_workers=0) for n in networks}
         student = mats.get("student", mats.get("teacher"))
         extra = self._record_extra()
+        extra["clips"] = clip_counts(val, len(indices))
         if consistency and self.benchmark.is_video and "student" in networks:
             extra["temporal_consistency"] = round(temporal_consistency(
                 self.learner.net, shard, self.device), 2)
