@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from udass.config import DataConfig, build_config
+from udass.config import METHODS, DataConfig, build_config
 from udass.data.cityscapes import CityscapesLayout, CityscapesSeqLayout
 from udass.data.clip import Clip
 from udass.data.flow import flow_cache_path, read_flow, resize_flow_np
@@ -390,8 +390,7 @@ KINDS = ("frames t", "prev frames", "labels", "flows")
 LABEL_SAMPLES = 8
 SHOW_MISSING = 3
 SHOW_FULL = 100
-ADAPTATION = ("source_only", "dacs", "quadmix")   # the methods that read the source split
-METHODS_ALL = ("source_only", "oracle", "dacs", "quadmix")
+ADAPTATION = tuple(m for m in METHODS if m != "oracle")   # the methods that read the source split
 
 
 @dataclass
@@ -444,12 +443,12 @@ class RoleReport:
         target train frames and flows stop every method, its labels `oracle` only; val is
         evaluation (every method), reported apart."""
         if self.role == "target/val":
-            return set() if self.complete else set(METHODS_ALL)
+            return set() if self.complete else set(METHODS)
         if self.role == "source/train":
             return set() if self.complete else set(ADAPTATION)
         frames = ("frames t", "prev frames", "flows")
         if not self.size_ok or self.incomplete(frames):
-            return set(METHODS_ALL)
+            return set(METHODS)
         return {"oracle"} if self.incomplete(("labels",)) else set()
 
 
@@ -615,11 +614,11 @@ def _verdict(reports: list[RoleReport]) -> int:
     by_role = {r.role: r for r in reports}
     blocked_train = set().union(*(r.blocked() for r in reports if r.role != "target/val"))
     val = by_role["target/val"]
-    runs = [m for m in METHODS_ALL if m not in blocked_train]
+    runs = [m for m in METHODS if m not in blocked_train]
     if all(r.complete for r in reports):
         print("complete: every method trains and evaluates on this root")
         return 0
-    if runs == [m for m in METHODS_ALL if m != "oracle"] and val.complete:
+    if runs == [m for m in METHODS if m != "oracle"] and val.complete:
         print("complete for every method but oracle (oracle trains on the target-train labels); "
               f"methods that run: {', '.join(runs)}")
         return 0

@@ -147,13 +147,14 @@ def check_split(ds: Any, allow_partial: bool = False) -> Any:
     if not bad and (expected is None or len(ds) == expected):
         return ds
     what = _describe(ds, bad, first, count)
-    keep = [i for i in range(len(ds)) if i not in set(bad)]
+    gone = set(bad)
+    keep = [i for i in range(len(ds)) if i not in gone]
+    if not keep:
+        raise UdassError(f"{what}; no complete val clip is left to evaluate: complete the data ({hint})")
     if not allow_partial:
         raise UdassError(f"{what}; an mIoU over a partial val split is not comparable with the paper's: "
                          f"complete the data ({hint}) or pass --allow-partial to evaluate the "
                          f"{len(keep)} complete clips")
-    if not keep:
-        raise UdassError(f"{what}; no complete val clip is left to evaluate ({hint})")
     warnings.warn(f"{what}; --allow-partial: evaluating the {len(keep)} complete clips "
                   f"(metrics.json records clips evaluated and expected)", SplitSizeWarning, stacklevel=2)
     return ds.subset(keep) if bad else ds
