@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from udass.config import ABLATIONS, build_config, config_diff, config_from_dict, parse_set_args
-from udass.data.protocols import BENCHMARKS, PROTOCOLS, map_label
+from udass.data.protocols import BENCHMARKS, PROTOCOLS, LabelIdWarning, map_label, reset_unexpected_label_ids
 from udass.errors import UdassError
 
 
@@ -51,8 +51,9 @@ def test_id_maps_of_the_protocols():
     assert set(map_label(np.array([7, 8]), "viper15", "viper").tolist()) == {vip.index("vegetation")}
     assert map_label(np.array([25]), "viper15", "cityscapes")[0] == vip.index("person")
     assert map_label(np.array([0, 4, 33]), "cityscapes19", "cityscapes").tolist() == [255, 255, 18]
-    with pytest.raises(UdassError, match="outside the cityscapes encoding"):
-        map_label(np.array([[7, 40]]), "cityscapes19", "cityscapes", source="x.png")
+    with pytest.warns(LabelIdWarning, match="x.png: label ids \\[40\\] outside the cityscapes encoding"):
+        assert map_label(np.array([[7, 40]]), "cityscapes19", "cityscapes", source="x.png").tolist() == [[0, 255]]
+    reset_unexpected_label_ids()
 
 
 def test_evaluation_subsets():

@@ -114,10 +114,11 @@ def viper_ids() -> np.ndarray:
 
 
 def make_viper(root: Path) -> None:
-    """viper/train: seq 001 (jpg) labels 00010, 00020 (+00030 without its previous image),
-    seq 002 (png) label 00010 without a label for 00009; viper/val: seq 003 label 00010."""
+    """viper/train: seq 001 (jpg) labels 00010, 00020 (+ 00000, 00009, 00019: labelled frames that
+    are no clips, frame 0 having no previous frame and 9 / 19 no previous image), seq 002 (png)
+    label 00010 without a label for 00009; viper/val: seq 003 label 00010."""
     vp = root / "viper"
-    plan = (("train", "001", ".jpg", (9, 10, 19, 20, 30), (9, 10, 19, 20, 30)),
+    plan = (("train", "001", ".jpg", (0, 9, 10, 19, 20), (0, 9, 10, 19, 20)),
             ("train", "002", ".png", (9, 10), (10,)),
             ("val", "003", ".jpg", (9, 10), (9, 10)))
     for split, seq, ext, images, labels in plan:
@@ -150,6 +151,12 @@ def make_root(root: Path) -> Path:
     make_gta(root)
     make_synthia(root)
     return root
+
+
+def fixture_sizes(benchmark: str) -> dict[str, int]:
+    """Clips per role of `make_root`'s trees (check_data's `expected`: the real sizes are far larger)."""
+    source = {"synthia-seq": 3, "viper": 3, "gta": 2, "synthia": 2}[get_source(benchmark)]
+    return {"source/train": source, "target/train": len(CS_TRAIN), "target/val": len(CS_VAL)}
 
 
 def fixture_cfg(benchmark: str, **kw) -> DataConfig:

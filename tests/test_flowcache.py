@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_data_fixtures import (CROP, H, OUT, W, fixture_cfg, make_cityscapes, make_root, make_synthia_seq,
-                                write_cache_flows)
+from test_data_fixtures import (CROP, H, OUT, W, fixture_cfg, fixture_sizes, make_cityscapes, make_root,
+                                make_synthia_seq, write_cache_flows)
 from udass.cli import main as cli_main
 from udass.data import build_dataset
 from udass.data.datasets import check_data
@@ -40,7 +40,7 @@ def test_compute_flows_fills_exactly_the_missing_flows(tmp_path):
         h = H + CROP if "synthia-seq" in str(p) else H
         assert flow.shape == (h, W, 2)                                # the frame's stored resolution
     assert compute_flows(BENCH, root)["computed"] == 0                # resumable: nothing left
-    assert check_data(BENCH, root) == 0
+    assert check_data(BENCH, root, expected=fixture_sizes(BENCH)) == 0
     assert not list(root.rglob("*.tmp"))                              # atomic writes left no debris
 
 

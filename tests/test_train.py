@@ -45,6 +45,7 @@ def test_every_method_trains_and_writes_its_outputs(tmp_path, method, backbone, 
     assert m["network"] == "student" and "teacher" in m and "miou" in m["teacher"]
     assert m["eval_align_corners"] is (benchmark == "synthetic-video")  # TPS video, mmseg image
     assert set(m["classes_without_ground_truth"]) <= set(m["per_class_iou"])
+    assert m["clips"] == {"evaluated": 2, "expected": 2}   # the tiny roots' val split, all of it
     n_eval = 11 if benchmark == "synthetic-video" else 19
     assert len(m["per_class_iou"]) == n_eval
     values = [v for v in m["per_class_iou"].values() if v is not None]

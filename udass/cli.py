@@ -10,6 +10,9 @@ from pathlib import Path
 
 from udass.errors import UdassError
 
+ALLOW_PARTIAL_HELP = ("evaluate an incomplete val split on its complete clips (metrics.json and tables "
+                      "mark the result partial) instead of refusing it")
+
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="generate an embedded synthetic benchmark (a data root)")
@@ -35,13 +38,16 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
                    help="folder holding cityscapes/, gta/, ... (default: the synthetic cache)")
     p.add_argument("--flow-root", type=Path, default=None, help="default: <data root>/udass_flow")
     p.add_argument("--flow-source", default=None, help="dis | exact | authors (default: preset)")
+    p.add_argument("--full", action="store_true",
+                   help="read every label file once: ids outside the encoding, unreadable files, sizes")
     p.set_defaults(func=_run_check)
 
 
 def _run_check(a: argparse.Namespace) -> int:
     from udass.data.datasets import check_data
 
-    return check_data(a.benchmark, a.data_root, flow_root=a.flow_root, flow_source=a.flow_source)
+    return check_data(a.benchmark, a.data_root, flow_root=a.flow_root, flow_source=a.flow_source,
+                      full=a.full)
 
 
 def _add_flow(sub: argparse._SubParsersAction) -> None:
@@ -82,12 +88,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="override any config field, e.g. --set quadmix.paths=ss,tt (repeatable)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--allow-partial", action="store_true", help=ALLOW_PARTIAL_HELP)
     p.set_defaults(func=_run_train)
 
 
 def _run_train(a: argparse.Namespace) -> int:
     from udass.train import train_from_args
 
+    if a.allow_partial:
+        a.overrides = [*a.overrides, "data.allow_partial=true"]
     train_from_args(a)
     return 0
 
@@ -101,6 +110,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--network", default="student", help="student | teacher")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=None, help="folder for metrics.json")
+    p.add_argument("--allow-partial", action="store_true", help=ALLOW_PARTIAL_HELP)
     p.set_defaults(func=_run_evaluate)
 
 

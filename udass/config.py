@@ -48,6 +48,7 @@ class DataConfig:
     hist_match: bool = False            # match each source clip's colours to its target clip's frame t
     synth_size: str = "demo"            # size of an auto-generated synthetic root
     synth_seed: int = 0                 # data seed of an auto-generated synthetic root
+    allow_partial: bool = False         # evaluate an incomplete val split's complete clips (run control)
 
 
 @dataclass(frozen=True)

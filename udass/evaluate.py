@@ -438,12 +438,16 @@ def load_network(checkpoint: str | Any, network: str = "student", device: torch.
 
 
 def evaluate_from_args(args: Any) -> dict[str, Any]:
-    """`udass evaluate --checkpoint CKPT [--benchmark B] [--data-root DIR] [--network N] [--out DIR]`.
+    """`udass evaluate --checkpoint CKPT [--benchmark B] [--data-root DIR] [--network N] [--out DIR]
+    [--allow-partial]`.
 
     Evaluates the chosen network (and, for the record, the other one when present) on the
-    benchmark's target val split and writes metrics.json to --out (default: print only).
+    benchmark's target val split and writes metrics.json to --out (default: print only). An
+    incomplete val split is refused unless --allow-partial (udass.data.splits.check_split);
+    metrics.json records the clips evaluated and expected.
     """
     from udass.data.datasets import build_dataset
+    from udass.data.splits import check_split, clip_counts
     from udass.io import write_json
     from udass.runtime import resolve_device
 
@@ -463,6 +467,7 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
     val = build_dataset(bench.name, "val", data_root, domain="target", profile=cfg.train.profile,
                         data_cfg=cfg.data if bench.name == cfg.data.benchmark else None,
                         flow_root=getattr(args, "flow_root", None) or cfg.data.flow_root)
+    val = check_split(val, allow_partial=bool(getattr(args, "allow_partial", False)))
     other = "teacher" if args.network == "student" else "student"
     corners = align_corners_of(cfg.train.eval_align_corners, bench)
     mats = {args.network: evaluate_model(net, val, bench, device, progress=True, align_corners=corners)}
@@ -475,7 +480,8 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
                          extra={"backbone": cfg.model.backbone, "variant": cfg.model.variant,
                                 "method": cfg.train.method, "profile": cfg.train.profile,
                                 "seed": cfg.train.seed, "checkpoint": str(args.checkpoint),
-                                "eval_align_corners": corners})
+                                "eval_align_corners": corners,
+                                "clips": clip_counts(val, len(val))})
     rec["network"] = "student"
     if bench.is_video:
         rec["temporal_consistency"] = round(temporal_consistency(net, val, device), 2)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from udass.data.protocols import BENCHMARKS, Benchmark, get_benchmark
+from udass.data.splits import is_partial
 from udass.errors import UdassError, unknown_name
 from udass.io import write_bytes, write_text
 
@@ -283,6 +284,10 @@ def _ours_rows(ours: Sequence[Mapping[str, Any]], bm: Benchmark, value_keys: lis
                 std[k] = s
         if std:
             row["std"] = std
+        partial = [m["clips"] for m in records if is_partial(m)]
+        if partial:
+            row["note"] = "partial evaluation: " + ", ".join(
+                f"{c.get('evaluated')} of {c.get('expected')} val clips" for c in partial)
         rows.append(row)
     return rows
 
@@ -334,6 +339,10 @@ def comparison_table(ours: Sequence[Mapping[str, Any]], benchmark: Benchmark | s
     rows.extend(_ours_rows(ours, bm, value_keys, networks))
     if any(r.get("std") for r in rows):
         notes.append("ours over several runs: mean ± sample standard deviation.")
+    if any(str(r.get("note", "")).startswith("partial evaluation") for r in rows):
+        notes.append("partial evaluation: the run evaluated another number of val clips than the "
+                     "benchmark's split holds (`--allow-partial` or `train.eval_max_clips`); not "
+                     "comparable with full-split numbers.")
     columns = ["method", "backbone", "network", "source", "seeds", *value_keys]
     if any(r.get("note") for r in rows):
         columns.append("note")

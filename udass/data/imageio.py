@@ -2,8 +2,8 @@
 
 Every reader returns a numpy array and raises a one-line `UdassError` naming the file when it is
 missing or cannot be decoded, never a library traceback. Label readers return RAW ids in the
-dataset's own encoding; `udass.data.protocols.map_label` maps them to train ids (and raises for
-ids outside the encoding).
+dataset's own encoding; `udass.data.protocols.map_label` maps them to train ids (ids outside the
+encoding to ignore, counted and warned about).
 
 Encodings:
 - index PNGs (Cityscapes `*_gtFine_labelIds.png` grayscale, GTAV and VIPER palette PNGs): the pixel

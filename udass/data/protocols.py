@@ -3,9 +3,12 @@ evaluation subsets, long-tail classes and colour palettes.
 
 Everything a loader, the trainer or an evaluator needs to know about classes lives here, once.
 Raw ids are the datasets' own label encodings; train ids index `Protocol.classes`; 255 is ignore.
+It also records the split sizes of the real datasets (`SPLIT_SIZES`), which `udass check-data`,
+training and `udass evaluate` compare the splits found on disk against.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
@@ -53,8 +56,9 @@ CLASS_COLORS: Mapping[str, tuple[int, int, int]] = MappingProxyType({
     "train": (0, 80, 100), "motorcycle": (0, 0, 230), "bicycle": (119, 11, 32),
 })
 
-# Raw label encodings: the largest id each dataset defines. An id above it is "outside the protocol"
-# (a corrupt file or the wrong dataset), never silently ignored.
+# Raw label encodings: the largest id each dataset defines. An id above it is "outside the encoding"
+# (a corrupt file or the wrong dataset): it is mapped to ignore (255), as the reference converters
+# do, and counted (`map_label` warns; `udass check-data --full` lists every such file).
 RAW_ID_MAX: Mapping[str, int] = MappingProxyType({
     "cityscapes": 33,   # gtFine *_labelIds.png
     "gta": 34,          # palette index = Cityscapes labelId (a few GTAV files use 34)
@@ -121,19 +125,95 @@ def id_lut(protocol: str, encoding: str) -> np.ndarray:
     return lut
 
 
+class LabelIdWarning(UserWarning):
+    """Label ids outside a dataset's encoding were mapped to ignore (255)."""
+
+
+# encoding -> {label file: (first ids outside the encoding, pixels)}, in this process (each
+# DataLoader worker keeps its own; `udass check-data --full` is the authoritative count).
+_UNEXPECTED: dict[str, dict[str, tuple[tuple[int, ...], int]]] = {}
+SHOW_FILES = 3
+
+
+def outside_encoding(raw: np.ndarray, encoding: str) -> tuple[tuple[int, ...], int]:
+    """(up to 8 distinct ids outside `encoding`'s range 0..RAW_ID_MAX, number of such pixels).
+
+    raw: integer array of any shape. ((), 0) for a clean label; the min / max test keeps the
+    common case at two reductions.
+    """
+    raw = np.asarray(raw)
+    top = RAW_ID_MAX[encoding]
+    if not raw.size or (int(raw.max()) <= top and int(raw.min()) >= 0):
+        return (), 0
+    bad = (raw > top) | (raw < 0)
+    return tuple(np.unique(raw[bad])[:8].tolist()), int(bad.sum())
+
+
 def map_label(raw: np.ndarray, protocol: str, encoding: str, source: str = "label") -> np.ndarray:
     """Map a raw label array (any integer dtype) to train ids (uint8, 255 ignore).
 
-    Raises a UdassError naming `source` (the file) when an id lies outside the encoding's range.
+    Ids outside the encoding's range map to 255, like ids the protocol does not train on; each
+    file `source` holding some is counted per encoding (`unexpected_label_ids`) and a
+    `LabelIdWarning` names it with the count so far when that count reaches 1, 10, 100, ...
+    (so a corrupt dataset warns a few times, not once per item).
     """
     raw = np.asarray(raw)
-    if raw.size and (int(raw.max()) > RAW_ID_MAX[encoding] or int(raw.min()) < 0):
-        bad = np.unique(raw[(raw > RAW_ID_MAX[encoding]) | (raw < 0)])[:8].tolist()
-        raise UdassError(
-            f"{source}: label ids {bad} are outside the {encoding} encoding (expected 0..{RAW_ID_MAX[encoding]}); "
-            f"check that the file belongs to this dataset and is read unconverted"
-        )
-    return id_lut(protocol, encoding)[raw.astype(np.int64, copy=False)]
+    ids, pixels = outside_encoding(raw, encoding)
+    if not pixels:
+        return id_lut(protocol, encoding)[raw.astype(np.int64, copy=False)]
+    _note_unexpected(encoding, source, ids, pixels)
+    bad = (raw > RAW_ID_MAX[encoding]) | (raw < 0)
+    out = id_lut(protocol, encoding)[np.where(bad, IGNORE, raw).astype(np.int64, copy=False)]
+    out[bad] = IGNORE
+    return out
+
+
+def _note_unexpected(encoding: str, source: str, ids: tuple[int, ...], pixels: int) -> None:
+    files = _UNEXPECTED.setdefault(encoding, {})
+    if source in files:
+        return
+    files[source] = (ids, pixels)
+    n = len(files)
+    if n == 10 ** (len(str(n)) - 1):   # 1, 10, 100, ...
+        first = ", ".join(list(files)[:SHOW_FILES])
+        warnings.warn(
+            f"{source}: label ids {list(ids)} outside the {encoding} encoding (0..{RAW_ID_MAX[encoding]}) on "
+            f"{pixels} pixels were mapped to ignore (255); {n} {encoding} label file(s) with such ids so "
+            f"far in this process, the first: {first}; `udass check-data --full` lists every one",
+            LabelIdWarning, stacklevel=3)
+
+
+def unexpected_label_ids() -> dict[str, dict[str, tuple[tuple[int, ...], int]]]:
+    """Per encoding, the label files `map_label` found ids outside the encoding in, in this
+    process: {encoding: {file: (ids, pixels)}} (a copy)."""
+    return {enc: dict(files) for enc, files in _UNEXPECTED.items()}
+
+
+def reset_unexpected_label_ids() -> None:
+    """Forget the files counted by `map_label` (e.g. between two checks in one process)."""
+    _UNEXPECTED.clear()
+
+
+# Split sizes of the real datasets, in clips (DA-VSN / TPS split lists: CityscapesSeq_list
+# train.txt 2975 / val.txt 500, SynthiaSeq_list/train.txt 849 = frames 000001..000849,
+# Viper_list/train.txt 13367 = every 10th frame from 10 of the 77 train sequences; GTAV and
+# SYNTHIA-RAND-CITYSCAPES: every frame of the release). docs/datasets.md cites the sources.
+SPLIT_SIZES: Mapping[tuple[str, str], int] = MappingProxyType({
+    ("cityscapes", "train"): 2975, ("cityscapes", "val"): 500,
+    ("cityscapes-seq", "train"): 2975, ("cityscapes-seq", "val"): 500,
+    ("gta", "train"): 24966,
+    ("synthia", "train"): 9400,
+    ("synthia-seq", "train"): 849,
+    ("viper", "train"): 13367,
+})
+ROLES = ("source/train", "target/train", "target/val")
+
+
+def _split_sizes(source: str, target: str) -> Mapping[str, int]:
+    """Expected clips per role of a benchmark on the real datasets."""
+    return MappingProxyType({"source/train": SPLIT_SIZES[(source, "train")],
+                             "target/train": SPLIT_SIZES[(target, "train")],
+                             "target/val": SPLIT_SIZES[(target, "val")]})
 
 
 @dataclass(frozen=True)
@@ -143,7 +223,10 @@ class Benchmark:
     `source` / `target` name dataset layouts (`synthia-seq`, `viper`, `gta`, `synthia`,
     `cityscapes-seq`, `cityscapes`); `eval_classes` are the train ids of the main mIoU;
     `subsets` extra named means written to metrics.json (e.g. `miou_13`); `long_tail` the class
-    ids the templates always take when present (None: the rarest source classes, computed).
+    ids the templates always take when present (None: the rarest source classes, computed);
+    `split_sizes` the clips of each role ("source/train", "target/train", "target/val") on the
+    real datasets (empty for the synthetic benchmarks: a generated root records its own counts
+    in its marker, see `udass.data.splits.expected_split_sizes`).
     """
 
     name: str
@@ -155,6 +238,7 @@ class Benchmark:
     subsets: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     long_tail: tuple[int, ...] | None = None
     synthetic: bool = False
+    split_sizes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def is_video(self) -> bool:
@@ -189,18 +273,20 @@ BENCHMARKS: Mapping[str, Benchmark] = MappingProxyType({
     "synthia-seq2cityscapes-seq": Benchmark(
         "synthia-seq2cityscapes-seq", "video", "synthia-seq", "cityscapes-seq", _SEQ,
         _all_but(_SEQ, "fence"),
-        long_tail=tuple(_SEQ.index(c) for c in ("fence", "pole", "light", "sign", "rider"))),
+        long_tail=tuple(_SEQ.index(c) for c in ("fence", "pole", "light", "sign", "rider")),
+        split_sizes=_split_sizes("synthia-seq", "cityscapes-seq")),
     "viper2cityscapes-seq": Benchmark(
         "viper2cityscapes-seq", "video", "viper", "cityscapes-seq", _VIP, tuple(range(15)),
         long_tail=tuple(_VIP.index(c) for c in ("fence", "light", "sign", "terrain", "motorcycle",
-                                                "bicycle"))),
+                                                "bicycle")),
+        split_sizes=_split_sizes("viper", "cityscapes-seq")),
     "gtav2cityscapes": Benchmark(
         "gtav2cityscapes", "image", "gta", "cityscapes", _C19, tuple(range(19)),
-        long_tail=(3, 4, 5, 6, 12, 15, 16, 17, 18)),
+        long_tail=(3, 4, 5, 6, 12, 15, 16, 17, 18), split_sizes=_split_sizes("gta", "cityscapes")),
     "synthia2cityscapes": Benchmark(
         "synthia2cityscapes", "image", "synthia", "cityscapes", _C19, _SYN16,
         subsets=MappingProxyType({"miou_16": _SYN16, "miou_13": _SYN13}),
-        long_tail=(3, 4, 5, 6, 7, 12, 13, 18)),
+        long_tail=(3, 4, 5, 6, 7, 12, 13, 18), split_sizes=_split_sizes("synthia", "cityscapes")),
     # Embedded benchmarks: the same layouts and protocols as their real counterparts.
     "synthetic-video": Benchmark(
         "synthetic-video", "video", "synthia-seq", "cityscapes-seq", _SEQ, _all_but(_SEQ, "fence"),

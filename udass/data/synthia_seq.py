@@ -5,13 +5,16 @@
 
 Labels use the SYNTHIA encoding (16-bit 3-channel PNG, class id in the first RGB channel) and
 every frame is labelled. The other cameras (Stereo_Right, Omni_B/L/R) and folders (Depth,
-GT/COLOR, CameraParams) are skipped. The train split is frames 1..N-1 whose previous frame
-exists (DA-VSN / TPS: 000001..000849 of 850 frames); there is no val split.
+GT/COLOR, CameraParams) are skipped. The train split is frames 1..N-1 of the one continuous
+sequence (DA-VSN / TPS: 000001..000849 of 850 frames), N-1 being the last frame found among the
+RGB and label files: a frame missing inside the sequence stays in the split and is reported by
+path, never skipped. There is no val split.
 
 A key is the frame stem (`000123`).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,13 @@ def shift_frame(stem: str, offset: int) -> str:
     return f"{int(stem) - offset:0{len(stem)}d}"
 
 
+def _png_stems(d: Path) -> set[str]:
+    """Numeric stems of the PNG files in folder d."""
+    if not d.is_dir():
+        return set()
+    return {e.name[:-4] for e in os.scandir(d) if e.name.endswith(".png") and e.name[:-4].isdigit()}
+
+
 class SynthiaSeqLayout:
     """SYNTHIA-Seq DAWN, front left camera (1280 x 760, 850 frames on the real data)."""
 
@@ -53,17 +63,18 @@ class SynthiaSeqLayout:
         return self.root / SEQUENCE / "RGB" / CAMERA
 
     def split_keys(self, split: str) -> list[str]:
-        """Frames t >= 1 whose frame t-1 exists (train); SYNTHIA-Seq has no val split."""
+        """Frames 1..last (train), `last` the highest frame number of an RGB or label file;
+        SYNTHIA-Seq has no val split."""
         if split != "train":
             raise UdassError(f"SYNTHIA-Seq has no {split} split (a source-only dataset: train); "
                              f"evaluate on the target (Cityscapes-Seq val)")
         d = self.rgb_dir
-        stems = {p.stem for p in d.glob("*.png") if p.stem.isdigit()} if d.is_dir() else set()
-        keys = sorted(s for s in stems if int(s) >= 1 and shift_frame(s, 1) in stems)
-        if not keys:
+        stems = _png_stems(d) | _png_stems(self.root / SEQUENCE / "GT" / "LABELS" / CAMERA)
+        if not stems or max(int(s) for s in stems) < 1:
             raise UdassError(f"no consecutive SYNTHIA-Seq frames in {d} (expected {d}/000000.png, "
                              f"000001.png ...); {DOWNLOAD}")
-        return keys
+        width = len(max(stems, key=int))
+        return [f"{n:0{width}d}" for n in range(1, max(int(s) for s in stems) + 1)]
 
     def name(self, key: str) -> str:
         return key

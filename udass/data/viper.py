@@ -4,8 +4,12 @@
     viper/{train,val}/cls/{seq:03d}/{seq:03d}_{frame:05d}.png   class-index PNG
 
 Images exist for every frame; class labels for the labelled frames (every 10th frame in the
-public release). The train split is the labelled frames whose previous frame exists (DA-VSN /
-TPS `Viper_list/train.txt`). The ego vehicle (the car component touching the bottom centre of the
+public release). The train split is the labelled frames with a previous frame (DA-VSN / TPS
+`Viper_list/train.txt`: frames 10, 20, ... of each sequence, 13,367 clips). A frame is in the
+split when its label file exists and so does its previous image, or when its number is a
+multiple of 10 (from 10) within the sequence's labelled range and its image or label exists: so a
+missing label, image or previous image inside a sequence is reported by path, never a clip that
+silently leaves the split. The ego vehicle (the car component touching the bottom centre of the
 frame) is set to "unlabeled" (0), hence ignored. A previous frame without a label file gets an
 all-ignore label (the public release labels only every 10th frame).
 
@@ -24,6 +28,7 @@ from udass.errors import UdassError
 CAR = 24        # VIPER class id of "car"
 UNLABELED = 0   # VIPER class id of "unlabeled" (ignored by the protocol)
 IMAGE_EXTS = (".jpg", ".png")
+LABEL_PERIOD = 10   # the public release labels every 10th frame
 DOWNLOAD = ("download the train/val img (jpg) and cls archives from "
             "https://playing-for-benchmarks.org/download/ into viper/{train,val}/img and "
             "viper/{train,val}/cls")
@@ -62,6 +67,24 @@ def _stems(d: Path) -> dict[str, str]:
             if e.name.endswith(IMAGE_EXTS)}
 
 
+def _frame(name: str) -> int | None:
+    tail = name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _clip_frames(labels: set[str], images: set[str]) -> set[str]:
+    """Frame names of one sequence that are clips: labelled with a previous image, or a multiple
+    of LABEL_PERIOD inside the labelled range with an image or a label."""
+    numbered = {n: f for n in labels | images if (f := _frame(n)) is not None}
+    out = {n for n in labels if numbered.get(n, 0) >= 1 and shift_frame(n, 1) in images}
+    labelled = [numbered[n] for n in labels if n in numbered]
+    if not labelled:
+        return out
+    lo, hi = min(labelled), max(labelled)
+    return out | {n for n, f in numbered.items()
+                  if f >= LABEL_PERIOD and f % LABEL_PERIOD == 0 and lo <= f <= hi}
+
+
 class ViperLayout:
     """VIPER frames (1920 x 1080) with class-index labels."""
 
@@ -77,16 +100,16 @@ class ViperLayout:
         self.root = Path(root)
 
     def split_keys(self, split: str) -> list[str]:
-        """Labelled frames of `split` whose previous frame exists."""
+        """Labelled frames of `split` (see the module docstring), sorted."""
         cls = self.root / split / "cls"
         if not cls.is_dir():
             raise UdassError(f"missing {cls}: the VIPER {split} split is listed from "
                              f"{split}/cls/<seq>/*.png; {DOWNLOAD}")
         keys = []
-        for seq in sorted(p for p in cls.iterdir() if p.is_dir()):
-            images = _stems(self.root / split / "img" / seq.name)
-            keys += [f"{split}/{seq.name}/{p.stem}" for p in sorted(seq.glob("*.png"))
-                     if shift_frame(p.stem, 1) in images]
+        for seq in sorted(e.name for e in os.scandir(cls) if e.is_dir()):
+            images = _stems(self.root / split / "img" / seq)
+            labels = {e.name[:-4] for e in os.scandir(cls / seq) if e.name.endswith(".png")}
+            keys += [f"{split}/{seq}/{name}" for name in sorted(_clip_frames(labels, set(images)))]
         if not keys:
             raise UdassError(f"no labelled VIPER frames with a previous frame under {self.root / split} "
                              f"(expected cls/<seq>/<seq>_<frame>.png and img/<seq>/<seq>_<frame-1>.jpg); "

@@ -31,6 +31,7 @@ from udass.config import (Config, build_config, config_diff, config_from_dict, p
                           train_command)
 from udass.data.clip import ClipBatch, collate_clips
 from udass.data.datasets import build_dataset
+from udass.data.splits import check_split, clip_counts
 from udass.data.protocols import IGNORE, Benchmark, get_benchmark
 from udass.data.synthetic import ensure_synthetic_root, read_marker
 from udass.errors import UdassError
@@ -51,7 +52,8 @@ from udass.train.step import (Networks, StepEnv, StepOutput, StepRecord, dacs_st
 
 # Config keys that control a run but not what it computes: they may differ on resume.
 RUN_CONTROL_KEYS = ("train.checkpoint_every", "train.log_every", "train.eval_every",
-                    "data.num_workers", "data.data_root", "data.flow_root", "train.eval_max_clips")
+                    "data.num_workers", "data.data_root", "data.flow_root", "train.eval_max_clips",
+                    "data.allow_partial")
 LOG_COLUMNS = ("step", "lr", "loss_total", "loss_src", "loss_aux", "loss_trg", "loss_mix",
                "loss_feat", "loss_agg", "pseudo_weight", "seconds")
 
@@ -200,7 +202,7 @@ class Trainer:
                                    with_labels=self.method == "oracle", **kw)
             else:
                 ds = build_dataset(c.data.benchmark, "val", domain="target", **kw)
-            self._datasets[role] = ds
+            self._datasets[role] = check_split(ds, allow_partial=c.data.allow_partial)
         return self._datasets[role]
 
     @property
@@ -425,6 +427,7 @@ class Trainer:
                                   num_workers=0, align_corners=corners) for n in networks}
         student = mats.get("student", mats.get("teacher"))
         extra = self._record_extra()
+        extra["clips"] = clip_counts(val, len(indices))
         if consistency and self.benchmark.is_video and "student" in networks:
             extra["temporal_consistency"] = round(temporal_consistency(
                 self.learner.net, shard, self.device), 2)
