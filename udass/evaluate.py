@@ -423,6 +423,12 @@ def load_network(checkpoint: str | Any, network: str = "student", device: torch.
     return net.to(device).eval(), cfg, state
 
 
+def _converted_from(state: Mapping[str, Any]) -> dict[str, Any]:
+    """{"converted_from": release format} for a checkpoint written by `udass convert`, else {}."""
+    info = state.get("converted")
+    return {"converted_from": info["format"]} if isinstance(info, Mapping) and "format" in info else {}
+
+
 def evaluate_from_args(args: Any) -> dict[str, Any]:
     """`udass evaluate --checkpoint CKPT [--benchmark B] [--data-root DIR] [--network N] [--out DIR]`.
 
@@ -459,7 +465,8 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
                          step=int(state["step"]),
                          extra={"backbone": cfg.model.backbone, "variant": cfg.model.variant,
                                 "method": cfg.train.method, "profile": cfg.train.profile,
-                                "seed": cfg.train.seed, "checkpoint": str(args.checkpoint)})
+                                "seed": cfg.train.seed, "checkpoint": str(args.checkpoint),
+                                **_converted_from(state)})
     rec["network"] = "student"
     if bench.is_video:
         rec["temporal_consistency"] = round(temporal_consistency(net, val, device), 2)
