@@ -53,14 +53,17 @@ def _add_flow(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="medium", help="DIS preset: ultrafast | fast | medium")
     p.add_argument("--max-width", type=int, default=None,
                    help="store flows at most this wide, e.g. 1024 (default: the frame's resolution)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="compute only shard I of N (0 <= I < N; disjoint, resumable: array jobs)")
     p.set_defaults(func=_run_flow)
 
 
 def _run_flow(a: argparse.Namespace) -> int:
-    from udass.data.flowcache import compute_flows
+    from udass.data.flowcache import compute_flows, parse_shard
 
     compute_flows(a.benchmark, a.data_root, flow_root=a.flow_root, workers=a.workers,
-                  preset=a.preset, max_width=a.max_width)
+                  preset=a.preset, max_width=a.max_width,
+                  shard=parse_shard(a.shard) if a.shard is not None else None)
     return 0
 
 
