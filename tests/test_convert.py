@@ -90,11 +90,11 @@ def test_the_video_cnn_round_trips_to_the_release_outputs(tmp_path, gen, bottlen
     authors = fmt == "authors-video-cnn"
     rel = randomize(AccelDeepLab(12, authors_head=authors, mid=8, **TINY_RESNET), gen)
     state = rel.state_dict()
-    dst, info = _convert(tmp_path, fmt, state, profile="test")
+    dst, info = _convert(tmp_path, fmt, state, profile="test", overrides={"data.flow_source": "authors"})
     assert info["keys_consumed"] == len(state) and info["dropped"] == {}
     net, cfg, ckpt = load_network(dst, "student")
-    assert (cfg.model.variant, cfg.data.benchmark, net.normalize.style) == (
-        "resnet_bottleneck_tiny", "synthia-seq2cityscapes-seq", "caffe")
+    assert (cfg.model.variant, cfg.data.benchmark, net.normalize.style, cfg.data.flow_source) == (
+        "resnet_bottleneck_tiny", "synthia-seq2cityscapes-seq", "caffe", "authors")
     s = {k[4:]: v for k, v in ckpt["student"].items()}
     for udass_key, release_key in (("encoder.layer3.0.downsample.1.running_var", "layer3.0.downsample.1.running_var"),
                                    ("encoder.layer4.0.conv2.weight", "layer4.0.conv2.weight"),
@@ -200,6 +200,7 @@ def _tps_state(gen: torch.Generator, **kw) -> dict:
     ("ambiguous", "19 classes fit gtav2cityscapes and synthia2cityscapes; pass --benchmark"),
     ("classes", "--benchmark viper2cityscapes-seq has 15 classes, the tps checkpoint predicts 12"),
     ("pickle", "holds Python objects beyond tensors"),
+    ("set-model", "--set model.variant: the model of a converted checkpoint is the release's"),
     ("absent", "does not exist"),
 ])
 def test_refusals_are_one_line(tmp_path, gen, capsys, bottleneck_tiny, case, message):
@@ -228,6 +229,8 @@ def test_refusals_are_one_line(tmp_path, gen, capsys, bottleneck_tiny, case, mes
         fmt, state = "daformer", EncoderDecoder(MiT(**TINY_MIT), DAFormerHead(19, **TINY_HEAD)).state_dict()
     elif case == "classes":
         extra = ["--benchmark", "viper2cityscapes-seq"]
+    elif case == "set-model":
+        extra = ["--set", "model.variant=resnet101"]
     elif case == "pickle":
         state = {"state_dict": state, "meta": {"args": argparse.Namespace(lr=0.1)}}
     src = tmp_path / "release.pth"

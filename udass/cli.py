@@ -142,14 +142,17 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="paper", help="profile of the written config (data sizes)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="unpickle a file holding more than tensors (runs its code: trusted files only)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config field of the written checkpoint, e.g. --set data.flow_source=authors")
     p.set_defaults(func=_run_convert)
 
 
 def _run_convert(a: argparse.Namespace) -> int:
+    from udass.config import parse_set_args
     from udass.convert import convert_checkpoint
 
     convert_checkpoint(a.fmt, a.source, a.out, benchmark=a.benchmark, profile=a.profile,
-                       trust_pickle=a.trust_pickle)
+                       trust_pickle=a.trust_pickle, overrides=parse_set_args(a.overrides))
     return 0
 
 

@@ -262,11 +262,14 @@ def _benchmark(num_classes: int, video: bool, name: str | None, fmt: str) -> str
 
 # ----------------------------------------------------------------------------- conversion
 def convert_state(fmt: str, state: Mapping[str, Tensor], benchmark: str | None = None,
-                  profile: str = "paper", meta: Mapping[str, Any] | None = None) -> Conversion:
+                  profile: str = "paper", meta: Mapping[str, Any] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Conversion:
     """Map a release's flat state dict (`module.` prefixes already stripped) onto udass.
 
     fmt: one of FORMATS; benchmark: the udass benchmark (default: inferred from the class count);
-    profile: the udass profile of the written config (its data sizes and model options).
+    profile: the udass profile of the written config (its data sizes and model options);
+    overrides: dotted config keys for the written config (e.g. data.flow_source); the model
+    keys are the release's and cannot be overridden.
     Raises UdassError for a refused format, a file in another layout, a network udass cannot
     build, and any missing, unexpected or mis-shaped key. Works on meta tensors too (no model
     is allocated: the udass network is built on the meta device to read its keys and shapes).
@@ -286,9 +289,13 @@ def convert_state(fmt: str, state: Mapping[str, Tensor], benchmark: str | None =
         variant, found = _vit_variant(state, enc, dec)
         num_classes = int(state[f"{dec}conv_seg.weight"].shape[0])
     bench = _benchmark(num_classes, rel.temporal_fusion, benchmark, fmt)
-    cfg = build_config(bench, rel.backbone, rel.method, profile,
-                       {"model.variant": variant, "model.head": "daformer",
-                        "model.temporal_fusion": rel.temporal_fusion})
+    model = {"model.variant": variant, "model.head": "daformer",
+             "model.temporal_fusion": rel.temporal_fusion}
+    fixed = sorted(k for k in (overrides or {}) if k.startswith("model."))
+    if fixed:
+        raise UdassError(f"--set {fixed[0]}: the model of a converted checkpoint is the release's "
+                         f"({variant}); set data.*, train.* or other keys only")
+    cfg = build_config(bench, rel.backbone, rel.method, profile, {**(overrides or {}), **model})
     target = _udass_state(cfg, num_classes, rel.input_style)
     consumed: set[str] = set()
     weights = {}
@@ -470,7 +477,8 @@ def _sha256(path: Path) -> str:
 
 
 def convert_checkpoint(fmt: str, src: str | Path, dst: str | Path, benchmark: str | None = None,
-                       profile: str = "paper", trust_pickle: bool = False) -> Conversion:
+                       profile: str = "paper", trust_pickle: bool = False,
+                       overrides: Mapping[str, Any] | None = None) -> Conversion:
     """`udass convert --from FMT SRC -o DST`: read a release file, map it (`convert_state`) and
     write the udass checkpoint DST atomically. Returns the conversion."""
     from udass.checkpoint import save_checkpoint
@@ -478,7 +486,8 @@ def convert_checkpoint(fmt: str, src: str | Path, dst: str | Path, benchmark: st
     _release(fmt)   # an unknown or refused format is named before the file is read
     src, dst = Path(src), Path(dst)
     state, meta = read_release(src, trust_pickle)
-    conv = convert_state(fmt, state, benchmark=benchmark, profile=profile, meta=meta)
+    conv = convert_state(fmt, state, benchmark=benchmark, profile=profile, meta=meta,
+                         overrides=overrides)
     conv.info.update(source=str(src.resolve()), sha256=_sha256(src))
     save_checkpoint(dst, conv.checkpoint())
     c = conv.info
