@@ -31,7 +31,8 @@ def caffe_input(frames: Tensor) -> Tensor:
 
 def mmseg_input(frames: Tensor) -> Tensor:
     """[B, 3, H, W] RGB in [0, 1] -> mmseg's Normalize (to_rgb, ImageNet mean / std in 0..255)."""
-    return (frames * 255.0 - torch.tensor(MMSEG_MEAN).view(1, 3, 1, 1)) / torch.tensor(MMSEG_STD).view(1, 3, 1, 1)
+    mean, std = torch.tensor(MMSEG_MEAN).view(1, 3, 1, 1), torch.tensor(MMSEG_STD).view(1, 3, 1, 1)
+    return (frames * 255.0 - mean) / std
 
 
 def randomize(module: nn.Module, gen: torch.Generator) -> nn.Module:

@@ -96,10 +96,11 @@ def test_the_video_cnn_round_trips_to_the_release_outputs(tmp_path, gen, bottlen
     assert (cfg.model.variant, cfg.data.benchmark, net.normalize.style, cfg.data.flow_source) == (
         "resnet_bottleneck_tiny", "synthia-seq2cityscapes-seq", "caffe", "authors")
     s = {k[4:]: v for k, v in ckpt["student"].items()}
-    for udass_key, release_key in (("encoder.layer3.0.downsample.1.running_var", "layer3.0.downsample.1.running_var"),
-                                   ("encoder.layer4.0.conv2.weight", "layer4.0.conv2.weight"),
-                                   ("decoder.aux_classifier.conv2d_list.2.bias", "layer5.conv2d_list.2.bias"),
-                                   ("temporal.conv.weight", "sf_layer.weight")):
+    for udass_key, release_key in (
+            ("encoder.layer3.0.downsample.1.running_var", "layer3.0.downsample.1.running_var"),
+            ("encoder.layer4.0.conv2.weight", "layer4.0.conv2.weight"),
+            ("decoder.aux_classifier.conv2d_list.2.bias", "layer5.conv2d_list.2.bias"),
+            ("temporal.conv.weight", "sf_layer.weight")):
         assert torch.equal(s[udass_key], state[release_key]), udass_key
     if not authors:
         assert torch.equal(s["decoder.classifier.conv2d_list.3.weight"], state["layer6.conv2d_list.3.weight"])
@@ -123,14 +124,16 @@ def test_the_authors_video_vit_round_trips_to_the_release_outputs(tmp_path, gen)
         "mit_tiny", "viper2cityscapes-seq", "caffe")
     s = {k[4:]: v for k, v in ckpt["student"].items()}
     assert torch.equal(s["decoder.embed.2.weight"][:, :, 0, 0], state["decoder.embed_layers.2.proj.weight"])
+    aspp = "decoder.fuse_layer.aspp_modules"
     for udass_key, release_key in (
             ("encoder.block3.0.attn.sr.weight", "model.block3.0.attn.sr.weight"),
             ("encoder.block1.0.mlp.dwconv.dwconv.bias", "model.block1.0.mlp.dwconv.dwconv.bias"),
-            ("decoder.fuse.branches.0.1.running_mean", "decoder.fuse_layer.aspp_modules.0.bn.running_mean"),
-            ("decoder.fuse.branches.2.pointwise.0.weight", "decoder.fuse_layer.aspp_modules.2.pointwise_conv.conv.weight"),
-            ("decoder.fuse.branches.3.depthwise.1.bias", "decoder.fuse_layer.aspp_modules.3.depthwise_conv.bn.bias"),
+            ("decoder.fuse.branches.0.1.running_mean", f"{aspp}.0.bn.running_mean"),
+            ("decoder.fuse.branches.2.pointwise.0.weight", f"{aspp}.2.pointwise_conv.conv.weight"),
+            ("decoder.fuse.branches.3.depthwise.1.bias", f"{aspp}.3.depthwise_conv.bn.bias"),
             ("decoder.fuse.bottleneck.1.weight", "decoder.fuse_layer.bottleneck.bn.weight"),
-            ("decoder.conv_seg.bias", "decoder.conv_seg.bias"), ("temporal.conv.weight", "decoder.sf_layer.weight")):
+            ("decoder.conv_seg.bias", "decoder.conv_seg.bias"),
+            ("temporal.conv.weight", "decoder.sf_layer.weight")):
         assert torch.equal(s[udass_key], state[release_key]), udass_key
     frames, flows = _clip(gen)
     with torch.no_grad():

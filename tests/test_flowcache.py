@@ -134,7 +134,8 @@ def test_shards_are_disjoint_cover_every_flow_and_fill_the_same_cache(tmp_path, 
     whole = compute_flows(BENCH, root, flow_root=tmp_path / "whole")
     assert whole["computed"] == 8
     for i in (2, 1):
-        assert compute_flows(BENCH, root, flow_root=tmp_path / "sharded", shard=(i, 3))["computed"] == len(shards[i])
+        rec = compute_flows(BENCH, root, flow_root=tmp_path / "sharded", shard=(i, 3))
+        assert rec["computed"] == len(shards[i]) and rec["shard"] == [i, 3]
     assert cli_main(["flow", "--benchmark", BENCH, "--data-root", str(root),
                      "--flow-root", str(tmp_path / "sharded"), "--shard", "0/3"]) == 0
     assert "3 flows needed in shard 0/3 (of 8 in all), 0 already" in capsys.readouterr().out
