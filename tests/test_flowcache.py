@@ -11,7 +11,7 @@ from udass.cli import main as cli_main
 from udass.data import build_dataset
 from udass.data.datasets import check_data
 from udass.data.flow import read_flo, read_flow, write_flo, write_flow
-from udass.data.flowcache import FlowJob, compute_flows, compute_one, flow_jobs
+from udass.data.flowcache import FlowJob, compute_flows, compute_one, flow_jobs, shard_jobs
 from udass.errors import UdassError
 
 BENCH = "synthia-seq2cityscapes-seq"
@@ -119,3 +119,38 @@ def test_flow_command_line(tmp_path, capsys):
     assert "6 flows needed, 0 already" in capsys.readouterr().out
     assert all(read_flow(p).shape[1] == W // 2 for p in (tmp_path / "udass_flow").rglob("*.npy"))
     assert cli_main(args) == 0 and "6 already" in capsys.readouterr().out
+
+
+def test_shards_are_disjoint_cover_every_flow_and_fill_the_same_cache(tmp_path, capsys):
+    """Three array-job shards (run in any order, one of them from the command line) write the
+    same files, byte for byte, as one unsharded run; a rerun of a shard finds nothing to do."""
+    root = make_root(tmp_path / "data")
+    jobs = flow_jobs(BENCH, root, tmp_path / "flows")
+    shards = [shard_jobs(jobs, i, 3) for i in range(3)]
+    outs = [j.out for s in shards for j in s]
+    assert len(outs) == len(set(outs)) == len(jobs) == 8 and set(outs) == {j.out for j in jobs}
+    assert [len(s) for s in shards] == [3, 3, 2]
+    assert shard_jobs(list(reversed(jobs)), 1, 3) == shards[1]          # order of discovery is irrelevant
+    whole = compute_flows(BENCH, root, flow_root=tmp_path / "whole")
+    assert whole["computed"] == 8
+    for i in (2, 1):
+        rec = compute_flows(BENCH, root, flow_root=tmp_path / "sharded", shard=(i, 3))
+        assert rec["computed"] == len(shards[i]) and rec["shard"] == [i, 3]
+    assert cli_main(["flow", "--benchmark", BENCH, "--data-root", str(root),
+                     "--flow-root", str(tmp_path / "sharded"), "--shard", "0/3"]) == 0
+    assert "3 flows needed in shard 0/3 (of 8 in all), 0 already" in capsys.readouterr().out
+    files = {p.relative_to(tmp_path / "whole"): p.read_bytes() for p in (tmp_path / "whole").rglob("*.npy")}
+    sharded = {p.relative_to(tmp_path / "sharded"): p.read_bytes() for p in (tmp_path / "sharded").rglob("*.npy")}
+    assert len(files) == 8 and sharded == files
+    assert compute_flows(BENCH, root, flow_root=tmp_path / "sharded", shard=(1, 3))["computed"] == 0
+
+
+@pytest.mark.parametrize("text, message", [("3/3", "expected i/n with 0 <= i < n"),
+                                           ("1-3", "expected i/n, e.g. --shard 0/4"),
+                                           ("0/0", "expected i/n with 0 <= i < n")])
+def test_bad_shards_are_refused(tmp_path, capsys, text, message):
+    assert cli_main(["flow", "--benchmark", BENCH, "--data-root", str(tmp_path), "--shard", text]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    with pytest.raises(UdassError, match="0 <= i < n"):
+        compute_flows(BENCH, tmp_path, shard=(0, 0))

@@ -59,14 +59,17 @@ def _add_flow(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="medium", help="DIS preset: ultrafast | fast | medium")
     p.add_argument("--max-width", type=int, default=None,
                    help="store flows at most this wide, e.g. 1024 (default: the frame's resolution)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="compute only shard I of N (0 <= I < N; disjoint, resumable: array jobs)")
     p.set_defaults(func=_run_flow)
 
 
 def _run_flow(a: argparse.Namespace) -> int:
-    from udass.data.flowcache import compute_flows
+    from udass.data.flowcache import compute_flows, parse_shard
 
     compute_flows(a.benchmark, a.data_root, flow_root=a.flow_root, workers=a.workers,
-                  preset=a.preset, max_width=a.max_width)
+                  preset=a.preset, max_width=a.max_width,
+                  shard=parse_shard(a.shard) if a.shard is not None else None)
     return 0
 
 
@@ -138,6 +141,31 @@ def _run_segment(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert a released checkpoint (TPS, DAFormer, the authors') "
+                                       "into a udass checkpoint")
+    p.add_argument("source", type=Path, metavar="SRC.pth", help="the released checkpoint file")
+    p.add_argument("--from", dest="fmt", required=True, metavar="FORMAT",
+                   help="tps | authors-video-cnn | authors-video-vit | daformer | mic | authors-image")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="DST.pt")
+    p.add_argument("--benchmark", default=None, help="default: the paper benchmark of its class count")
+    p.add_argument("--profile", default="paper", help="profile of the written config (data sizes)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="unpickle a file holding more than tensors (runs its code: trusted files only)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config field of the written checkpoint, e.g. --set data.flow_source=authors")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(a: argparse.Namespace) -> int:
+    from udass.config import parse_set_args
+    from udass.convert import convert_checkpoint
+
+    convert_checkpoint(a.fmt, a.source, a.out, benchmark=a.benchmark, profile=a.profile,
+                       trust_pickle=a.trust_pickle, overrides=parse_set_args(a.overrides))
+    return 0
+
+
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run every notebook with papermill, regenerate results/")
     p.add_argument("--profile", default="demo", help="demo | paper")
@@ -169,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udass", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_synth, _add_check, _add_flow, _add_train, _add_evaluate, _add_segment,
-                _add_reproduce, _add_demo):
+                _add_convert, _add_reproduce, _add_demo):
         add(sub)
     return parser
 

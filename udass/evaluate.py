@@ -437,6 +437,12 @@ def load_network(checkpoint: str | Any, network: str = "student", device: torch.
     return net.to(device).eval(), cfg, state
 
 
+def _converted_from(state: Mapping[str, Any]) -> dict[str, Any]:
+    """{"converted_from": release format} for a checkpoint written by `udass convert`, else {}."""
+    info = state.get("converted")
+    return {"converted_from": info["format"]} if isinstance(info, Mapping) and "format" in info else {}
+
+
 def evaluate_from_args(args: Any) -> dict[str, Any]:
     """`udass evaluate --checkpoint CKPT [--benchmark B] [--data-root DIR] [--network N] [--out DIR]
     [--allow-partial]`.
@@ -481,7 +487,8 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
                                 "method": cfg.train.method, "profile": cfg.train.profile,
                                 "seed": cfg.train.seed, "checkpoint": str(args.checkpoint),
                                 "eval_align_corners": corners,
-                                "clips": clip_counts(val, len(val))})
+                                "clips": clip_counts(val, len(val)),
+                                **_converted_from(state)})
     rec["network"] = "student"
     if bench.is_video:
         rec["temporal_consistency"] = round(temporal_consistency(net, val, device), 2)

@@ -6,6 +6,11 @@ t-1 needs it); target val t -> t-1. Image benchmarks need none. Each flow is one
 `<flow root>/<dataset>/<frame path without extension>_int16_x10.npy` (int16(flow * 10),
 H x W x 2), written atomically; files already present are skipped, so an interrupted run resumes.
 
+Sharding (`--shard i/n`, cluster array jobs): the jobs, sorted by output path, are dealt out
+round-robin; shard i takes jobs i, i + n, i + 2n, ... The shards are disjoint and together cover
+every job, each is resumable on its own, and since a flow depends only on its frame pair, n
+shards fill the same cache, byte for byte, as one unsharded run.
+
 Resolution: by default a flow is stored at its frame's stored resolution (the contract; 8 MB per
 2048 x 1024 Cityscapes frame). `max_width` stores it at a reduced scale instead (frames are
 downscaled with INTER_AREA before DIS, which is also faster); readers resize and rescale any
@@ -51,6 +56,26 @@ def flow_jobs(benchmark: str, data_root: Path, flow_root: Path) -> list[FlowJob]
             for k, out in enumerate(p.flows):
                 jobs.setdefault(out, FlowJob(p.frames[k], p.frames[k + 1], out))
     return list(jobs.values())
+
+
+def shard_jobs(jobs: list[FlowJob], index: int, count: int) -> list[FlowJob]:
+    """Shard `index` of `count` (0 <= index < count): every count-th job of the list sorted by
+    output path, starting at `index`."""
+    if count < 1 or not 0 <= index < count:
+        raise UdassError(f"--shard {index}/{count}: expected i/n with 0 <= i < n, e.g. --shard 0/4 "
+                         f"... --shard 3/4 for four array jobs")
+    return sorted(jobs, key=lambda j: str(j.out))[index::count]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"i/n" -> (i, n), checked (the `--shard` flag)."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UdassError(f"--shard {text}: expected i/n, e.g. --shard 0/4 (shards 0 ... n-1; with "
+                         f"SLURM: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+    index, count = int(parts[0]), int(parts[1])
+    shard_jobs([], index, count)
+    return index, count
 
 
 def _check_frames(jobs: list[FlowJob], benchmark: str, root: Path) -> None:
@@ -107,13 +132,15 @@ def _run(todo: list[FlowJob], workers: int, preset: str, max_width: int | None) 
 
 
 def compute_flows(benchmark: str, data_root: str | Path | None, flow_root: str | Path | None = None,
-                  workers: int = 1, preset: str = "medium", max_width: int | None = None) -> dict:
+                  workers: int = 1, preset: str = "medium", max_width: int | None = None,
+                  shard: tuple[int, int] | None = None) -> dict:
     """Fill the flow cache of `benchmark` with DIS flows; existing files are kept (resumable).
 
     data_root: folder holding the dataset folders (None: the synthetic cache of a synthetic
     benchmark). flow_root: default `<data root>/udass_flow`. workers > 1: a process pool.
     preset: DIS preset (ultrafast | fast | medium). max_width: store flows at most this wide
-    (None: the frame's stored resolution). Returns counts and timing.
+    (None: the frame's stored resolution). shard: (i, n) computes only shard i of n
+    (`shard_jobs`); None: every flow. Returns counts and timing (of the shard).
     """
     bench = get_benchmark(benchmark)
     if preset not in PRESETS:
@@ -122,6 +149,8 @@ def compute_flows(benchmark: str, data_root: str | Path | None, flow_root: str |
         raise UdassError(f"--workers {workers}: expected a positive number of processes")
     if max_width is not None and max_width < 16:
         raise UdassError(f"--max-width {max_width}: expected a width of at least 16 pixels")
+    if shard is not None:
+        shard_jobs([], *shard)
     summary = {"benchmark": benchmark, "needed": 0, "existing": 0, "computed": 0, "seconds": 0.0}
     if not bench.is_video:
         print(f"{benchmark} is an image benchmark: its clips are single frames and need no optical flow")
@@ -129,9 +158,13 @@ def compute_flows(benchmark: str, data_root: str | Path | None, flow_root: str |
     root = resolve_data_root(benchmark, data_root, build_config(benchmark).data)
     froot = resolve_flow_root(root, flow_root, "dis")
     jobs = flow_jobs(benchmark, root, froot)
+    part = ""
+    if shard is not None:
+        part = f" in shard {shard[0]}/{shard[1]} (of {len(jobs)} in all)"
+        jobs = shard_jobs(jobs, *shard)
     todo = [j for j in jobs if not j.out.is_file()]
     _check_frames(todo, benchmark, root)
-    print(f"{benchmark}: {len(jobs)} flows needed, {len(jobs) - len(todo)} already in {froot}, "
+    print(f"{benchmark}: {len(jobs)} flows needed{part}, {len(jobs) - len(todo)} already in {froot}, "
           f"computing {len(todo)} with {workers} worker(s), DIS preset {preset}"
           + (f", max width {max_width}" if max_width else ""))
     start = time.perf_counter()
@@ -140,6 +173,8 @@ def compute_flows(benchmark: str, data_root: str | Path | None, flow_root: str |
     fps = round(len(todo) / seconds, 3) if todo and seconds else None
     summary.update(data_root=str(root), flow_root=str(froot), needed=len(jobs),
                    existing=len(jobs) - len(todo), computed=len(todo), seconds=round(seconds, 3),
-                   workers=workers, preset=preset, max_width=max_width, flows_per_second=fps)
-    print(f"done: {len(todo)} flows computed in {seconds:.1f} s; the cache is complete")
+                   workers=workers, preset=preset, max_width=max_width, flows_per_second=fps,
+                   shard=list(shard) if shard is not None else None)
+    print(f"done: {len(todo)} flows computed in {seconds:.1f} s; the "
+          + (f"shard {shard[0]}/{shard[1]} is complete" if shard is not None else "cache is complete"))
     return summary
