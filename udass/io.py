@@ -19,7 +19,7 @@ from typing import IO, Any, Iterator
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True) -> Iterator[IO]:
-    """Open a temporary file beside `path`; on success fsync it (if durable) and rename it to `path`."""
+    """Open a temporary file beside `path`; on success fsync it (if durable), rename to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

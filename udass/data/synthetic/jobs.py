@@ -21,8 +21,8 @@ import numpy as np
 from udass.data.synthetic.camera import Trajectory, random_trajectory
 from udass.data.synthetic.render import FAR, render_frame
 from udass.data.synthetic.spec import (ANNOTATED_INDEX, FRAMES_WRITTEN, SNIPPET_LENGTH,
-                                       VIPER_LABEL_EVERY, Snippet, bench_spec, frame_size, size_spec,
-                                       snippets)
+                                       VIPER_LABEL_EVERY, Snippet, bench_spec, frame_size,
+                                       size_spec, snippets)
 from udass.data.synthetic.world import World, build_world
 from udass.data.synthetic.writers import (SYNTHIA_RAW, city_rel, gta_label_png, png, rgb_jpeg,
                                           rgb_png, seq_rel, synthia_label_png, viper_label_png,

@@ -73,7 +73,7 @@ class SizeSpec:
 
     width: int
     height: int
-    source_frames: int                          # SYNTHIA-Seq frames 000000.. (VIPER: frames - 1 clips)
+    source_frames: int                          # SYNTHIA-Seq frames 000000.. (VIPER: N-1 clips)
     source_images: int                          # GTAV images 00001.. / SYNTHIA images 0000000..
     train_cities: tuple[tuple[str, int], ...]   # (city, snippets)
     val_cities: tuple[tuple[str, int], ...]
