@@ -81,9 +81,9 @@ _SOURCE_STYLE = Style(
 )
 
 _TARGET_STYLE = Style(
-    # Generator v4: target colours are the source's shifted by a few tens of levels, with extra
-    # real-world variety for vehicles, people and signs (v3 re-assigned every class a new colour,
-    # which inverted a from-scratch network's colour cues: see docs/synthetic.md, "Revision").
+    # Target colours are the source's shifted by a few tens of levels, with extra real-world
+    # variety for vehicles, people and signs; a new colour per class inverts a from-scratch
+    # network's colour cues (docs/synthetic.md, "Why the target colours stay near the source's").
     name="target", focal=0.9, horizon=0.48, cam_height=1.4,
     colors={ROAD: ((104, 100, 104),), SIDEWALK: ((168, 158, 148),),
             BUILDING: ((165, 122, 96), (150, 112, 92), (176, 138, 108), (140, 120, 110)),
