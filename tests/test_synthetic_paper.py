@@ -19,7 +19,8 @@ from udass.data.datasets import ROLES, build_dataset, check_data
 from udass.data.flow import flow_cache_path, read_flow, warp, warp_valid_mask
 from udass.data.imageio import image_size, read_label_synthia, read_rgb
 from udass.data.protocols import BENCHMARKS, map_label
-from udass.data.synthetic import BENCHMARK_SPECS, SIZES, frame_size, generate, read_marker
+from udass.data.synthetic import (BENCHMARK_SPECS, SIZES, frame_size, generate, layout_statistics,
+                                  read_marker, style_figure)
 from udass.data.synthetic.spec import EGO
 from udass.data.synthetic.writers import SYNTHIA_RAW, SYNTHIA_SEQ_RAW, VIPER_CAR, VIPER_RAW
 from udass.data.viper import ViperLayout
@@ -159,6 +160,20 @@ def test_viper_flow_warps_the_previous_frame_onto_the_labelled_one(roots):
         pixels += mask.sum()
     assert pixels >= 50
     assert err_none / err_warp >= 2.0
+
+
+@pytest.mark.parametrize("benchmark", [VIPER_ID, "synthia2cityscapes"])
+def test_statistics_and_style_figure_read_the_paper_id_layouts(roots, benchmark, tmp_path):
+    stats = layout_statistics(roots[benchmark], benchmark)
+    source = stats["domains"]["source"]
+    assert source["dataset"] == BENCHMARK_SPECS[benchmark].source
+    assert sum(source["class_share"].values()) + source["ignore_share"] == pytest.approx(1.0)
+    if benchmark == VIPER_ID:   # 14 frames, 7 labelled; the ego hood is ignored
+        assert (source["frames"], source["labelled_frames"]) == (14, 7)
+        assert source["ignore_share"] > 0.05
+    png = style_figure(roots[benchmark], benchmark, tmp_path / "styles.png")
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.size[0] > 500
 
 
 def test_real_resolutions_of_the_paper_size():
