@@ -121,7 +121,8 @@ def default_root(benchmark: str, size: str = "demo", seed: int = 0) -> Path:
 
 def ensure_synthetic_root(benchmark: str, size: str = "demo", seed: int = 0,
                           root: str | os.PathLike | None = None) -> Path:
-    """A complete embedded-benchmark root, generated if its marker is missing or does not match.
+    """A complete generated root, generated if its marker is missing or does not match: at
+    `root`, else at the cache path `default_root` gives (embedded benchmarks only).
 
     Safe under concurrent callers: each generates into a temporary sibling folder and renames it
     into place; a caller that loses the race uses the winner's root.
