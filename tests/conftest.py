@@ -36,6 +36,16 @@ def tiny_image_root() -> Path:
     return ensure_synthetic_root("synthetic-image", size="tiny", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_paper_root(tmp_path_factory: pytest.TempPathFactory):
+    """Factory: a paper benchmark id -> its tiny generated root in that benchmark's real layouts
+    (`udass synth --benchmark B --size tiny`), generated once per session."""
+    from udass.data.synthetic import ensure_synthetic_root
+
+    base = tmp_path_factory.mktemp("paper-ids")
+    return lambda benchmark: ensure_synthetic_root(benchmark, size="tiny", root=base / benchmark)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """For modules that train test-profile runs: one torch thread (on a shared machine, spinning

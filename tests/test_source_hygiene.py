@@ -30,3 +30,22 @@ def test_no_name_is_defined_twice(path):
     assert _redefined(tree.body) == [], f"{path.relative_to(REPO)}: top-level names defined twice"
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
         assert _redefined(cls.body) == [], f"{path.relative_to(REPO)}: {cls.name} defines a method twice"
+
+
+SYNTHETIC = sorted((REPO / "udass/data/synthetic").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SYNTHETIC, ids=lambda p: p.name)
+def test_the_synthetic_package_has_short_modules_with_imports_at_the_top(path):
+    """udass/data/synthetic is split by concern: each module under 600 lines, imports at module top
+    (a local import only for a heavy optional dependency, with a comment above it saying so)."""
+    lines = path.read_text().splitlines()
+    assert len(lines) <= 600, f"{path.name}: {len(lines)} lines"
+    for fn in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        local = [n for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        if local:
+            above = lines[fn.lineno:local[0].lineno - 1]
+            assert any(s.strip().startswith("#") and "import" in s for s in above), \
+                f"{path.name}:{local[0].lineno}: a local import in {fn.name} without a comment"

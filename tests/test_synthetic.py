@@ -337,7 +337,7 @@ def test_default_root(monkeypatch, tmp_path):
     assert S.default_root(VIDEO) == tmp_path / VIDEO
     assert S.default_root(IMAGE, "tiny", 3) == tmp_path / f"{IMAGE}-tiny-s3"
     monkeypatch.delenv("UDASS_DATA")
-    assert S.default_root(VIDEO) == Path(S.__file__).resolve().parents[2] / "data" / VIDEO
+    assert S.default_root(VIDEO) == Path(S.__file__).resolve().parents[3] / "data" / VIDEO
 
 
 @pytest.mark.parametrize("call", [

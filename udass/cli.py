@@ -14,19 +14,33 @@ ALLOW_PARTIAL_HELP = ("evaluate an incomplete val split on its complete clips (m
                       "mark the result partial) instead of refusing it")
 
 
+# What `udass synth` generates (udass.data.synthetic BENCHMARK_SPECS and SIZES; a test keeps them
+# equal), listed here so that building the parser does not import the data stack.
+SYNTH_BENCHMARKS = ("synthetic-video", "synthetic-image", "synthia-seq2cityscapes-seq",
+                    "viper2cityscapes-seq", "gtav2cityscapes", "synthia2cityscapes")
+SYNTH_SIZES = ("tiny", "demo", "paper")
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="generate an embedded synthetic benchmark (a data root)")
-    p.add_argument("--benchmark", required=True, help="synthetic-video | synthetic-image")
+    p = sub.add_parser("synth", help="generate a synthetic data root (an embedded benchmark, or "
+                                     "a paper benchmark's real layouts for dry runs)")
+    p.add_argument("--benchmark", required=True, choices=SYNTH_BENCHMARKS, metavar="BENCHMARK",
+                   help="embedded: synthetic-video | synthetic-image; paper benchmark ids, written "
+                        "in their datasets' layouts: synthia-seq2cityscapes-seq | "
+                        "viper2cityscapes-seq | gtav2cityscapes | synthia2cityscapes")
     p.add_argument("--out", required=True, type=Path, help="folder that becomes the data root")
     p.add_argument("--seed", type=int, default=0, help="data seed (same seed: identical files)")
-    p.add_argument("--size", default="demo", help="tiny (tests) | demo")
+    p.add_argument("--size", default="demo", choices=SYNTH_SIZES,
+                   help="tiny (tests) | demo | paper (the datasets' real resolutions, a few items)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: 1 for tiny, else up to 4; same files for any)")
     p.set_defaults(func=_run_synth)
 
 
 def _run_synth(a: argparse.Namespace) -> int:
     from udass.data.synthetic import generate
 
-    root = generate(a.benchmark, a.out, seed=a.seed, size=a.size)
+    root = generate(a.benchmark, a.out, seed=a.seed, size=a.size, workers=a.workers)
     print(f"wrote {a.benchmark} ({a.size}, seed {a.seed}) to {root}")
     return 0
 

@@ -113,8 +113,8 @@ def tune_cpu_allocator() -> bool:
     A step allocates and frees the same large buffers every time (upsampled logits, augmented
     clips, activations). By default glibc serves a buffer above 128 KiB (a threshold it raises
     only up to the sizes freed so far) with a fresh mmap and returns freed memory at the top of
-    the heap to the OS, so the next step page-faults the same memory in again: on the demo
-    profile the loss functions spent about a third of their time on it (docs/performance.md).
+    the heap to the OS, so the next step page-faults the same memory in again
+    (docs/performance.md, "The CPU allocator").
     Raising the mmap threshold to 64 MiB and the trim threshold to 512 MiB keeps that memory in
     the heap for reuse. Values are unaffected (this is where the bytes live, not what is computed);
     the price is that the process keeps up to its peak heap instead of shrinking after it.

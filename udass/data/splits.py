@@ -38,16 +38,17 @@ def role_of(domain: str, split: str) -> str:
 def marker_split_sizes(bench: Benchmark, counts: Mapping[str, Any]) -> dict[str, int]:
     """Expected clips per role from a marker's "counts".
 
-    A count `<domain>_<split>_clips` (e.g. "target_val_clips") gives a role directly; else the
-    generator's item counts: "target_train_snippets", "target_val_snippets", "source_images"
+    A count under the role's own name ("source/train", "target/train", "target/val": what the
+    generator writes) or `<domain>_<split>_clips` gives a role directly; else the generator's
+    item counts: "target_train_snippets", "target_val_snippets", "source_images"
     (image source), "source_frames" - 1 (a SYNTHIA-Seq source: frame 0 has no previous frame).
     Roles without a count are left out (their size is unknown).
     """
     out: dict[str, int] = {}
     for role in ROLES:
-        key = role.replace("/", "_") + "_clips"
-        if isinstance(counts.get(key), int):
-            out[role] = counts[key]
+        for key in (role, role.replace("/", "_") + "_clips"):
+            if role not in out and isinstance(counts.get(key), int):
+                out[role] = counts[key]
     fallback = {"target/train": counts.get("target_train_snippets"),
                 "target/val": counts.get("target_val_snippets")}
     if not bench.is_video:
