@@ -19,6 +19,7 @@ from udass.data.datasets import ROLES, build_dataset, check_data
 from udass.data.flow import flow_cache_path, read_flow, warp, warp_valid_mask
 from udass.data.imageio import image_size, read_label_synthia, read_rgb
 from udass.data.protocols import BENCHMARKS, map_label
+from udass.data.protocols import ROLES as ROLE_NAMES
 from udass.data.splits import expected_split_sizes
 from udass.data.synthetic import (BENCHMARK_SPECS, SIZES, frame_size, generate, layout_statistics,
                                   read_marker, style_figure)
@@ -87,7 +88,7 @@ def test_check_data_finds_a_tiny_paper_root_complete(roots, benchmark, capsys):
     assert capsys.readouterr().out.splitlines()[-1].startswith("complete")
     # the expected sizes are the marker's role counts (the real datasets' sizes do not apply)
     counts = read_marker(roots[benchmark])["counts"]
-    assert expected_split_sizes(benchmark, roots[benchmark]) == {r: counts[r] for r in ROLES}
+    assert expected_split_sizes(benchmark, roots[benchmark]) == {r: counts[r] for r in ROLE_NAMES}
 
 
 def test_cli_lists_every_generated_benchmark_and_size(tmp_path, capsys):
