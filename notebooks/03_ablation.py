@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 03 · Ablation: what each part of QuadMix contributes
 #
-# Each row of `udass.config.ABLATIONS` is a method plus a set of config overrides (METHOD.md
+# Each row of `udass.config.ABLATIONS` is a method plus a set of config overrides (docs/method.md
 # section 5): source only; + ClassMix (DACS); self-training; the intra-domain paths only; + each
 # cross-domain path; all four paths; + feature-level mixing; + spatio-temporal aggregation; and the
 # temporal weighting switched off; the target loss at full weight; and, as a diagnostic, the

@@ -1,4 +1,4 @@
-"""Builders of miniature dataset trees in the real layouts and id encodings (PROTOCOLS.md), used by
+"""Builders of miniature dataset trees in the real layouts and id encodings (docs/datasets.md), used by
 test_datasets.py and test_flowcache.py, plus checks that the files they write really have the
 shipped encodings (a builder that wrote the wrong encoding would make the loader tests vacuous).
 

@@ -1,4 +1,4 @@
-"""DACS strong augmentation on clip tensors (METHOD.md section 3)."""
+"""DACS strong augmentation on clip tensors (docs/method.md, section 3)."""
 from __future__ import annotations
 
 import torch

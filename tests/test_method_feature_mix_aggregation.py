@@ -1,4 +1,4 @@
-"""Feature-level QuadMix and spatio-temporal aggregation (METHOD.md sections 6 and 7)."""
+"""Feature-level QuadMix and spatio-temporal aggregation (docs/method.md, sections 6 and 7)."""
 from __future__ import annotations
 
 import itertools

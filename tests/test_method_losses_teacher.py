@@ -1,4 +1,4 @@
-"""Weighted cross-entropy, EMA teacher and flow-propagated pseudo-labels (METHOD.md section 3)."""
+"""Weighted cross-entropy, EMA teacher and flow-propagated pseudo-labels (docs/method.md, section 3)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Class-aware templates and the four QuadMix paths (METHOD.md sections 4 and 5)."""
+"""Class-aware templates and the four QuadMix paths (docs/method.md, sections 4 and 5)."""
 from __future__ import annotations
 
 import itertools
@@ -152,7 +152,7 @@ def coded_template(code: int, mask: torch.Tensor) -> Template:
 
 
 def reference_provenance(path: str, on: set[str], ms: bool, mt: bool) -> str:
-    """Which clip a pixel of a path's sample comes from, by the definitions of METHOD.md section 5."""
+    """Which clip a pixel of a path's sample comes from, by the definitions of docs/method.md, section 5."""
     if path == "ss":
         return "S'" if ms else "S"
     if path == "tt":

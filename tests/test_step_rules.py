@@ -424,7 +424,7 @@ def test_aggregation_warps_the_previous_views_features_to_frame_t(tmp_path):
 
 
 def _reference_aggregation(src_f, src_l, tgt_f, prev_f, probs, probs_prev, tgt_l, cfg, c):
-    """METHOD.md 7 b-d from the units: prototypes (>= min_pixels), entropy-weighted views
+    """docs/method.md, section 7 b-d from the units: prototypes (>= min_pixels), entropy-weighted views
     (the current view's weight from its own entropy), MMD over classes valid on both sides."""
     size = tuple(tgt_f.shape[-2:])
     sp, sv = class_prototypes(src_f, downsample_labels(src_l, size), c, cfg.min_pixels)

@@ -8,7 +8,7 @@ Profiles:
 - `test`:  tiny model, tiny frames, a few steps: what the test suite trains.
 - `demo`:  a small model at reduced resolution, a CPU-sized schedule (the embedded benchmark by
            default; on a real benchmark id it is a smoke test of real data on a laptop).
-- `paper`: the published recipe, line by line from PROTOCOLS.md.
+- `paper`: the published recipe, line by line from docs/datasets.md ("Training recipes").
 """
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ MODEL_VARIANTS: Mapping[tuple[str, str], str] = {
     ("vit", "test"): "mit_tiny", ("vit", "demo"): "mit_mini", ("vit", "paper"): "mit_b5",
 }
 
-# Paper input sizes (H, W) of each dataset layout, PROTOCOLS.md "Resolutions".
+# Paper input sizes (H, W) of each dataset layout, docs/datasets.md "Resolutions".
 _PAPER_SIZE: Mapping[str, Size] = {
     "cityscapes-seq": (512, 1024), "cityscapes": (512, 1024), "synthia-seq": (640, 1280),
     "viper": (720, 1280), "gta": (720, 1280), "synthia": (760, 1280),
@@ -404,7 +404,7 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
 
 
 # --------------------------------------------------------------------------------- ablations
-# Each ablation row of 03_ablation is a method plus an override set (METHOD.md section 5).
+# Each ablation row of 03_ablation is a method plus an override set (docs/method.md, section 5).
 _ALL_OFF = {"feature_mix.enabled": False, "aggregation.enabled": False}
 ABLATIONS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "source_only": ("source_only", {}),

@@ -122,7 +122,7 @@ class Conversion:
     info: dict[str, Any] = field(default_factory=dict)
 
     def checkpoint(self) -> dict[str, Any]:
-        """The udass checkpoint dict (DESIGN.md: config, student as `net.<key>`, teacher, step)."""
+        """The udass checkpoint dict (docs/architecture.md, Contracts: config, student as `net.<key>`, teacher, step)."""
         return {"config": self.config.to_dict(),
                 "student": {f"net.{k}": v for k, v in self.student.items()},
                 "teacher": self.teacher, "step": int(self.info.get("step", 0)),

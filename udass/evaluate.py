@@ -203,7 +203,7 @@ def metrics_record(benchmark: Benchmark | str, matrix_student: "ConfusionMatrix 
                    matrix_teacher: "ConfusionMatrix | Tensor | np.ndarray | None" = None,
                    step: int | None = None, extra: Mapping[str, Any] | None = None,
                    with_confusion: bool = True) -> dict[str, Any]:
-    """The metrics.json record of one evaluation (DESIGN.md, Contracts: Outputs of a run).
+    """The metrics.json record of one evaluation (docs/architecture.md, Contracts: Outputs of a run).
 
     Returns {"benchmark", "backbone"?, "method"? (from `extra`), "step", "network": "student",
     "miou", <benchmark subsets, e.g. "miou_16", "miou_13">, "per_class_iou": {eval class name:

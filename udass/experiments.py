@@ -629,7 +629,7 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
                       f"{network} network, mean ± std over seeds")
     table["notes"] += [
         _profile_note(p.profile, [r.get("steps") for r in records]),
-        "rows: udass.config.ABLATIONS (METHOD.md section 5); the paper's ablation table was not "
+        "rows: udass.config.ABLATIONS (docs/method.md, section 5); the paper's ablation table was not "
         "available, so only our rows are shown.",
     ]
     table["notes"] += _kept_note(records)

@@ -1,4 +1,4 @@
-"""Cityscapes (images) and Cityscapes-Seq (video snippets), as shipped (PROTOCOLS.md).
+"""Cityscapes (images) and Cityscapes-Seq (video snippets), as shipped (docs/datasets.md).
 
     cityscapes/leftImg8bit/{train,val}/{city}/{city}_{seq:06d}_{frame:06d}_leftImg8bit.png
     cityscapes/gtFine/{train,val}/{city}/{city}_{seq:06d}_{frame:06d}_gtFine_labelIds.png

@@ -1,4 +1,4 @@
-"""The unified sample: a clip (METHOD.md section 1, DESIGN.md Contracts: Clip).
+"""The unified sample: a clip (docs/method.md, section 1, docs/architecture.md, Contracts: Clip).
 
 An image is a one-frame clip. Every component treats a one-frame clip as a clip whose previous
 frame is the frame itself with zero flow; `pair_view` gives that view without copying.

@@ -98,7 +98,7 @@ class ClipSpec:
 
 
 def clip_spec(bench: Benchmark, split: str, domain: str, with_labels: bool, cfg: DataConfig) -> ClipSpec:
-    """The clip contract (DESIGN.md Contracts, Clip) for one benchmark, split and domain."""
+    """The clip contract (docs/architecture.md, Contracts: Clip) for one benchmark, split and domain."""
     evaluation = split == "val"
     if not bench.is_video:
         k = 1

@@ -1,6 +1,6 @@
 """Optical flow: warping, the flow cache, file formats and DIS estimation.
 
-Convention (DESIGN.md Contracts, Flow): backward flow t -> t-1 on frame t's grid, in pixels,
+Convention (docs/architecture.md, Contracts: Flow): backward flow t -> t-1 on frame t's grid, in pixels,
 channel 0 = x (columns), channel 1 = y (rows): `frame_t(p) ~ frame_{t-1}(p + flow(p))`.
 Cache files use the authors' format: `int16(round(flow * 10))`, H x W x 2 `.npy`, at the frame's
 stored resolution, under `<flow root>/<dataset>/<frame path without extension>_int16_x10.npy`.
@@ -87,7 +87,7 @@ def resize_flow_np(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- file formats
 def flow_cache_path(flow_root: str | os.PathLike, dataset: str, frame_relpath: str | os.PathLike) -> Path:
-    """Where the cached backward flow of a frame lives (DESIGN.md Contracts, Flow)."""
+    """Where the cached backward flow of a frame lives (docs/architecture.md, Contracts: Flow)."""
     rel = Path(frame_relpath)
     return Path(flow_root) / dataset / rel.parent / (rel.stem + FLOW_SUFFIX)
 

@@ -1,5 +1,5 @@
 """`udass flow`: precompute the backward optical flow (OpenCV DIS) of every frame pair a benchmark
-needs into the flow cache (DESIGN.md Contracts, Flow).
+needs into the flow cache (docs/architecture.md, Contracts: Flow).
 
 Pairs: source train t -> t-1; target train t -> t-1 AND t-1 -> t-2 (the teacher's pseudo-label of
 t-1 needs it); target val t -> t-1. Image benchmarks need none. Each flow is one file

@@ -1,4 +1,4 @@
-"""Reading frames and label maps as the datasets ship them (PROTOCOLS.md "Reading traps").
+"""Reading frames and label maps as the datasets ship them .
 
 Every reader returns a numpy array and raises a one-line `UdassError` naming the file when it is
 missing or cannot be decoded, never a library traceback. Label readers return RAW ids in the

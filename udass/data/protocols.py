@@ -1,4 +1,4 @@
-"""Class protocols of the four paper benchmarks (PROTOCOLS.md): class lists, raw-id maps,
+"""Class protocols of the four paper benchmarks (docs/datasets.md): class lists, raw-id maps,
 evaluation subsets, long-tail classes and colour palettes.
 
 Everything a loader, the trainer or an evaluator needs to know about classes lives here, once.

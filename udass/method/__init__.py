@@ -1,4 +1,4 @@
-"""The method (METHOD.md sections 3-7): teacher, templates, QuadMix, augmentation, feature mixing,
+"""The method (docs/method.md, sections 3-7): teacher, templates, QuadMix, augmentation, feature mixing,
 aggregation and their losses. Every function works on batched clips [B, K, ...] with K = 1
 (images) or 2 (video mixing); the trainer (`udass.train`) composes them into one step."""
 from udass.method.aggregation import (aggregate_temporal, aggregation_loss, class_prototypes,

@@ -1,4 +1,4 @@
-"""Flow-guided spatio-temporal aggregation (METHOD.md section 7 b-d).
+"""Flow-guided spatio-temporal aggregation (docs/method.md, section 7 b-d).
 
 - class-aware spatial aggregation: class prototypes v_c = mean of the features of the pixels
   labelled c (source: ground truth; target: confident pseudo-labels), one vectorised pass;

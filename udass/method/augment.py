@@ -1,4 +1,4 @@
-"""DACS strong augmentation on tensors (METHOD.md section 3).
+"""DACS strong augmentation on tensors (docs/method.md, section 3).
 
 Colour jitter (brightness, contrast, saturation, hue) with probability `jitter_p` and Gaussian
 blur with probability `blur_p`, ONE draw per sample applied identically to every frame of the

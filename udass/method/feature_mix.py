@@ -1,4 +1,4 @@
-"""Feature-level QuadMix (METHOD.md section 6).
+"""Feature-level QuadMix (docs/method.md, section 6).
 
 The quad-mixed clips (c) X_tss and (d) X_stt show the same template pixels in different
 contexts: S' content where M_s AND NOT M_t, T' content where M_t AND NOT M_s. On that shared

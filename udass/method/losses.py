@@ -1,4 +1,4 @@
-"""Segmentation losses shared by every term of the method (METHOD.md sections 5 and 6)."""
+"""Segmentation losses shared by every term of the method (docs/method.md, sections 5 and 6)."""
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,4 +1,4 @@
-"""QuadMix: the four mixing paths over frames, labels, pixel weights and flow (METHOD.md section 5).
+"""QuadMix: the four mixing paths over frames, labels, pixel weights and flow (docs/method.md, section 5).
 
     (a) ss  = paste(M_s, S', S)                                  S -> S
     (b) tt  = paste(M_t, T', T)                                  T -> T
@@ -127,7 +127,7 @@ def quadmix(source: MixedClip, target: MixedClip, s_tpl: Template, t_tpl: Templa
 
 
 def loss_samples(paths: Sequence[str]) -> list[str]:
-    """The outermost mixed samples that exist, which carry the mixed loss (METHOD.md section 5).
+    """The outermost mixed samples that exist, which carry the mixed loss (docs/method.md, section 5).
 
     tss and stt when on; ss when on and tss off; tt when on and stt off; [] when all are off
     (source + pseudo-label self-training). Returned in the order ss, tt, tss, stt.

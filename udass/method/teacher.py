@@ -1,4 +1,4 @@
-"""Mean teacher and its flow-propagated pseudo-labels (METHOD.md section 3, section 7a).
+"""Mean teacher and its flow-propagated pseudo-labels (docs/method.md, section 3, section 7a).
 
 - `EMATeacher`: an exponential moving average of the student (parameters AND floating buffers),
   always in eval mode, with `alpha_k = min(1 - 1/(k+1), ema)`.
@@ -165,7 +165,7 @@ def dacs_weight(confidence: Tensor, threshold: float) -> Tensor:
 
 
 def propagate_probs(probs_t: Tensor, probs_prev: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
-    """Flow-guided pseudo-label propagation (METHOD.md 7a).
+    """Flow-guided pseudo-label propagation (docs/method.md, section 7a).
 
     probs_t, probs_prev: [B, C, H, W]; flow: [B, 2, H, W] backward flow t -> t-1 on frame t's grid.
     Returns (P [B, C, H, W], valid [B, H, W] bool): P = (P_t + warp(P_{t-1}, F)) / 2 where the

@@ -1,4 +1,4 @@
-"""Class-aware online patch templates (METHOD.md section 4).
+"""Class-aware online patch templates (docs/method.md, section 4).
 
 At the end of step k the trainer keeps the step's source clip and un-augmented target clip as
 templates for step k+1, each with a per-sample class set and the per-frame class mask it

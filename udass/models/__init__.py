@@ -1,4 +1,4 @@
-"""Segmentation networks over clips (METHOD.md section 2, DESIGN.md Contracts: Models).
+"""Segmentation networks over clips (docs/method.md, section 2, docs/architecture.md, Contracts: Models).
 
     model = build_model("vit", num_classes=19, size="mit_b5")      # or ("cnn", 19, "resnet101")
     load_pretrained(model, "pretrained/mit_b5.pth")                 # optional, strict

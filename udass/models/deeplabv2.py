@@ -1,4 +1,4 @@
-"""DeepLabV2 decoder: the ASPP classifier and its auxiliary twin (METHOD.md section 2, `cnn`).
+"""DeepLabV2 decoder: the ASPP classifier and its auxiliary twin (docs/method.md, section 2, `cnn`).
 
 As in AdvEnt / DA-VSN / TPS ("DeepLabV2 multi-level"): the classifier on stage 4 sums four
 3 x 3 convs with dilations 6, 12, 18, 24 that each map the features straight to class scores;

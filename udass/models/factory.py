@@ -1,4 +1,4 @@
-"""Model variants, `build_model` and the strict checkpoint loader (DESIGN.md Contracts: Models).
+"""Model variants, `build_model` and the strict checkpoint loader (docs/architecture.md, Contracts: Models).
 
 Every network udass can build is one row of `VARIANTS` (timm style): the paper's ResNet-101 and
 MiT-B5, their published siblings, and small members for CPU runs (`*_mini`, demo profile) and

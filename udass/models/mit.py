@@ -1,4 +1,4 @@
-"""Mix Transformer (MiT), the SegFormer encoder (METHOD.md section 2, the `vit` backbone).
+"""Mix Transformer (MiT), the SegFormer encoder (docs/method.md, section 2, the `vit` backbone).
 
 Four stages; stage i starts with an overlapping patch embedding (conv 7 x 7 stride 4, then
 3 x 3 stride 2) + LayerNorm, then `depths[i]` blocks of

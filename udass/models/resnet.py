@@ -1,4 +1,4 @@
-"""ResNet encoders in the Caffe-style DeepLab layout (METHOD.md section 2, the `cnn` backbone).
+"""ResNet encoders in the Caffe-style DeepLab layout (docs/method.md, section 2, the `cnn` backbone).
 
 The layout of DeepLabV2 as used by AdvEnt, DA-VSN and TPS:
 - stem: 7 x 7 conv stride 2, batch norm, ReLU, 3 x 3 max-pool stride 2 in ceil mode;

@@ -1,5 +1,5 @@
 """The clip segmentation model: one network on both frames + flow-guided logit fusion
-(METHOD.md section 2; ACCEL-style, as in DA-VSN / TPS).
+(docs/method.md, section 2; ACCEL-style, as in DA-VSN / TPS).
 
     Z_t     = f(I_t)                         (with gradient)
     Z_{t-1} = f(I_{t-1})                     (no gradient while training)
@@ -106,7 +106,7 @@ class FrameOutput:
 
 
 class SegModel(nn.Module):
-    """Segmentation network over clips (DESIGN.md Contracts: Models). Build it with
+    """Segmentation network over clips (docs/architecture.md, Contracts: Models). Build it with
     `udass.models.build_model`.
 
     Attributes: `num_classes`, `feature_dim` (D), `backbone_name` ("cnn" | "vit"), `variant`,

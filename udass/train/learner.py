@@ -1,5 +1,5 @@
 """What the optimiser trains: the segmentation network and, for QuadMix with feature-level
-mixing, the 1x1 fusion g (METHOD.md section 6)."""
+mixing, the 1x1 fusion g (docs/method.md, section 6)."""
 from __future__ import annotations
 
 from typing import Any

@@ -177,7 +177,7 @@ def teacher_pseudo_labels(teacher: nn.Module, target: ClipBatch, env: StepEnv) -
 def aggregation_term(out: dict[str, Any], S: MixedClip, T: MixedClip, pseudo: PseudoLabels,
                      b: int, env: StepEnv) -> Tensor:
     """The unweighted spatio-temporal aggregation loss of a student pass over [S (b); strong(T) (b)]
-    (METHOD.md section 7): source prototypes from S's features and labels; target prototypes
+    (docs/method.md, section 7): source prototypes from S's features and labels; target prototypes
     from T's frame-t features (current view) and its frame t-1 features warped to t by the flow
     (previous view), fused with entropy weights of the two views' predictions."""
     with record_function("udass.aggregation_loss"):
@@ -222,7 +222,7 @@ def mixed_terms(nets: Networks, samples: list[MixedClip], fuse: Tensor | None, e
 
 
 def next_templates(S: MixedClip, T: MixedClip, pseudo: PseudoLabels, env: StepEnv) -> Templates:
-    """The templates of the next step (METHOD.md section 4): S with half of its classes plus the
+    """The templates of the next step (docs/method.md, section 4): S with half of its classes plus the
     long-tail classes present (ClassMix rule, per sample); the un-augmented T with its
     pseudo-labels, confidence mask and half of its classes that are not in C_s."""
     c = env.num_classes
@@ -312,7 +312,7 @@ def dacs_step(nets: Networks, source: ClipBatch, target: ClipBatch, env: StepEnv
 
 def quadmix_step(nets: Networks, source: ClipBatch, target: ClipBatch, templates: Templates | None,
                  env: StepEnv, *, warmup: bool = False) -> StepOutput:
-    """QuadMix (METHOD.md sections 3-7).
+    """QuadMix (docs/method.md, sections 3-7).
 
     1. T's pseudo-labels from the teacher (flow-propagated), DACS weights.
     2. From the previous step's templates (S', T'): X_ss, X_tt, X_tss, X_stt (the switched-on

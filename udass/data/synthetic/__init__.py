@@ -1,4 +1,4 @@
-"""The generated benchmarks: the embedded `synthetic-video` and `synthetic-image` (PROTOCOLS.md),
+"""The generated benchmarks: the embedded `synthetic-video` and `synthetic-image` (docs/datasets.md),
 and roots of the four paper benchmark ids for dry runs without a download.
 
 A deterministic procedural generator of street scenes seen from a moving camera, with moving

@@ -29,7 +29,7 @@ ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE = 7, 8, 11, 12, 13, 17
 LIGHT, SIGN, VEGETATION, TERRAIN, SKY = 19, 20, 21, 22, 23
 PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = 24, 25, 26, 27, 28, 31, 32, 33
 
-# (width, height) of each dataset's frames as shipped (PROTOCOLS.md, docs/datasets.md).
+# (width, height) of each dataset's frames as shipped (docs/datasets.md).
 REAL_RESOLUTIONS: Mapping[str, tuple[int, int]] = MappingProxyType({
     "cityscapes": (2048, 1024), "synthia-seq": (1280, 760), "viper": (1920, 1080),
     "gta": (1914, 1052), "synthia": (1280, 760),

@@ -1,5 +1,5 @@
 """The writers: a rendered frame (internal labels are Cityscapes labelIds) as each dataset ships
-it, at that dataset's paths, in its label encoding (PROTOCOLS.md, "On-disk layouts").
+it, at that dataset's paths, in its label encoding (docs/datasets.md, "Layout under the data root").
 
 - SYNTHIA-Seq and SYNTHIA-RAND-CITYSCAPES: 8-bit RGB PNG; labels a 16-bit 3-channel PNG with the
   SYNTHIA class id in the first RGB channel and the instance id in the second.
