@@ -39,6 +39,7 @@ from torch import Tensor
 from udass.config import Config, build_config
 from udass.data.protocols import BENCHMARKS, get_benchmark
 from udass.errors import UdassError, unknown_name
+from udass.models.factory import first_items, tensor_state
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,7 @@ def convert_state(fmt: str, state: Mapping[str, Tensor], benchmark: str | None =
     unexpected = [k for k in state if k not in consumed and not k.startswith(tuple(dropped))]
     if unexpected:
         raise UdassError(f"{len(unexpected)} keys of the {fmt} checkpoint map to nothing in udass "
-                         f"({_first(unexpected)}); it is not the layout of {rel.code}")
+                         f"({first_items(unexpected)}); it is not the layout of {rel.code}")
     teacher = weights.get("teacher", weights["student"])
     info = {
         "format": fmt, "release": rel.title, "layout_from": rel.code, "variant": variant,
@@ -353,8 +354,8 @@ def _check_signature(fmt: str, state: Mapping[str, Tensor]) -> None:
     missing = [k for k in sig if k not in state] if fmt != "daformer" else [f"model.{k}" for k in sig]
     guess = [f for f in _SIGNATURES if f != fmt and fits(f)]
     hint = f"; it looks like --from {guess[-1]}" if guess else ""
-    raise UdassError(f"the file is not in the {fmt} layout: missing {_first(missing)}; it holds "
-                     f"{_first(list(state), 3)}{hint}")
+    raise UdassError(f"the file is not in the {fmt} layout: missing {first_items(missing)}; it holds "
+                     f"{first_items(list(state), 3)}{hint}")
 
 
 def _networks(fmt: str, state: Mapping[str, Tensor]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
@@ -420,17 +421,12 @@ def _map_network(fmt: str, state: Mapping[str, Tensor], target: Mapping[str, Ten
             continue
         out[key] = value
         consumed.update(src.keys)
-    problems = [f"{len(v)} {what} ({_first(v)})" for what, v in
+    problems = [f"{len(v)} {what} ({first_items(v)})" for what, v in
                 (("missing", sorted(set(missing))), ("shape mismatches, file vs udass", shapes)) if v]
     if problems:
         raise UdassError(f"the {fmt} checkpoint does not map strictly onto udass: "
                          f"{'; '.join(problems)}; pass a complete checkpoint of {RELEASES[fmt].code}")
     return out
-
-
-def _first(items: list[str], n: int = 5) -> str:
-    more = f", ... (+{len(items) - n})" if len(items) > n else ""
-    return ", ".join(items[:n]) + more
 
 
 # ----------------------------------------------------------------------------- files
@@ -455,15 +451,7 @@ def read_release(path: str | Path, trust_pickle: bool = False) -> tuple[dict[str
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         meta = dict(obj["meta"]) if isinstance(obj.get("meta"), Mapping) else {}
         obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not obj:
-        raise UdassError(f"{path} holds {type(obj).__name__}, expected a state dict of tensors")
-    state = {}
-    for key, value in obj.items():
-        if not isinstance(value, Tensor):
-            raise UdassError(f"{path}: entry {key!r} is {type(value).__name__}, expected a tensor "
-                             f"(a state dict)")
-        state[key[len("module."):] if key.startswith("module.") else key] = value
-    return state, meta
+    return tensor_state(obj, path), meta
 
 
 def _sha256(path: Path) -> str:

@@ -16,8 +16,6 @@ from typing import Mapping
 
 import numpy as np
 
-from udass.errors import UdassError
-
 IGNORE = 255
 
 # Cityscapes labelIds: (id, name, colour). `cityscapesscripts.helpers.labels` defines the same table;

@@ -218,7 +218,7 @@ def load_encoder_state(encoder: nn.Module, state: Mapping[str, Tensor],
     unexpected = [k for k in state if k not in own and not k.startswith(allowed_extra)]
     mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
                   if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    problems = [f"{len(items)} {what} ({_first(items)})" for what, items in
+    problems = [f"{len(items)} {what} ({first_items(items)})" for what, items in
                 (("missing", missing), ("unexpected", unexpected),
                  ("shape mismatches, file vs model", mismatched)) if items]
     if problems:
@@ -227,7 +227,8 @@ def load_encoder_state(encoder: nn.Module, state: Mapping[str, Tensor],
     encoder.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
-def _first(items: list[str], n: int = 5) -> str:
+def first_items(items: list[str], n: int = 5) -> str:
+    """The first n items, comma-separated, with a count of the rest."""
     more = f", ... (+{len(items) - n})" if len(items) > n else ""
     return ", ".join(items[:n]) + more
 
@@ -247,6 +248,12 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
             if inner is None:
                 break
             obj = inner
+    return tensor_state(obj, path)
+
+
+def tensor_state(obj: Any, path: Path) -> dict[str, Tensor]:
+    """The flat state dict `obj` (read from `path`) with `module.` prefixes stripped; a
+    one-line UdassError when it is not a non-empty mapping of names to tensors."""
     if not isinstance(obj, Mapping) or not obj:
         raise UdassError(f"{path} holds {type(obj).__name__}, expected a state dict of tensors")
     state = {}
