@@ -625,7 +625,7 @@ def _verdict(reports: list[RoleReport]) -> int:
     print("incomplete: see the missing items above")
     print(f"methods whose training data is complete: {', '.join(runs) if runs else 'none'}")
     if not val.complete:
-        print(f"the val split is incomplete: `udass train` and `udass evaluate` refuse it (--allow-partial "
+        print("the val split is incomplete: `udass train` and `udass evaluate` refuse it (--allow-partial "
               "evaluates the complete clips only and marks the result partial)")
     return 1
 
