@@ -17,9 +17,15 @@ import numpy as np
 
 # the benchmark registry, defined in udass.benchmarks (below the configuration) and re-exported
 # for code that imports it from here
-from udass.benchmarks import (BENCHMARKS, CITYSCAPES_19, CLASS_COLORS, IGNORE_INDEX, PROTOCOLS,  # noqa: F401
+from udass.benchmarks import (BENCHMARKS, CITYSCAPES_19, CLASS_COLORS, IGNORE_INDEX, PROTOCOLS,
                               ROLES, SPLIT_SIZES, SYNTHIA_SEQ_12, VIPER_15, Benchmark, Protocol,
                               get_benchmark)
+
+__all__ = ["CITYSCAPES_LABELS", "RAW_ID_MAX", "LabelIdWarning", "id_lut", "outside_encoding",
+           "map_label", "unexpected_label_ids", "reset_unexpected_label_ids",
+           # re-exported from udass.benchmarks
+           "BENCHMARKS", "CITYSCAPES_19", "CLASS_COLORS", "IGNORE_INDEX", "PROTOCOLS", "ROLES",
+           "SPLIT_SIZES", "SYNTHIA_SEQ_12", "VIPER_15", "Benchmark", "Protocol", "get_benchmark"]
 
 # Cityscapes labelIds: (id, name, colour). `cityscapesscripts.helpers.labels` defines the same table;
 # GTAV labels are palette PNGs whose index is this id (and whose palette is these colours).
