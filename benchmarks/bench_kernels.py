@@ -37,6 +37,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
+from udass.benchmarks import IGNORE_INDEX  # noqa: E402
 from udass.method.aggregation import class_prototypes  # noqa: E402
 from udass.method.augment import color_jitter, gaussian_blur, strong_augment  # noqa: E402
 from udass.method.quadmix import MixedClip, quadmix  # noqa: E402
@@ -46,7 +47,6 @@ from udass.method.templates import class_mask, source_template, target_template 
 PAPER = {"b": 2, "k": 2, "h": 512, "w": 1024, "c": 19, "d": 256, "block": 32}
 QUICK = {"b": 2, "k": 2, "h": 32, "w": 64, "c": 19, "d": 16, "block": 4}
 CONFIDENCE = 0.9
-IGNORE = 255
 
 
 # ----------------------------------------------------------------------------------- inputs
@@ -56,7 +56,7 @@ def block_labels(shape: tuple[int, ...], c: int, g: torch.Generator, block: int 
     about `ignore_share` of the blocks 255."""
     *lead, h, w = shape
     small = torch.randint(0, c, (*lead, -(-h // block), -(-w // block)), generator=g)
-    small[torch.rand(small.shape, generator=g) < ignore_share] = IGNORE
+    small[torch.rand(small.shape, generator=g) < ignore_share] = IGNORE_INDEX
     big = small.repeat_interleave(block, -2).repeat_interleave(block, -1)
     return big[..., :h, :w].contiguous()
 

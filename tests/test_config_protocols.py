@@ -84,7 +84,7 @@ def test_train_command_parses_back_to_the_same_config(bench, backbone, method, p
         over = {**over, "model.pretrained": str(tmp_path / "resnet 101.pth")}
 
     from udass.cli import build_parser
-    from udass.config import train_command
+    from udass.train.command import train_command
     from udass.train import config_from_args
 
     cfg = build_config(bench, backbone, method, profile, over)

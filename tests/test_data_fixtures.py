@@ -167,6 +167,12 @@ def fixture_cfg(benchmark: str, **kw) -> DataConfig:
                    flow_source="dis", **kw)
 
 
+def preset_data(benchmark: str, profile: str = "demo") -> DataConfig:
+    """The DataConfig of the benchmark's preset: what `udass check-data` and `udass flow` read
+    clips with (the demo profile), or another profile's."""
+    return build_config(benchmark, profile=profile).data
+
+
 def get_source(benchmark: str) -> str:
     from udass.data.protocols import get_benchmark
 

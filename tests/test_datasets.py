@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import sys
-import types
 from dataclasses import replace
 
 import numpy as np
@@ -14,10 +12,10 @@ import torch
 
 from test_data_fixtures import (BLOCK_A, BLOCK_B, CS_VAL, FLOW, H, OUT, W, cache_path, fixture_cfg,
                                 fixture_sizes, frame_value, make_cityscapes, make_root, make_synthia_seq,
-                                write_cache_flows)
+                                preset_data, write_cache_flows)
 from udass.cli import main as cli_main
 from udass.data import build_dataset, collate_clips
-from udass.data.datasets import check_data
+from udass.data.check import check_data
 from udass.data.flow import write_flow
 from udass.errors import UdassError
 
@@ -198,7 +196,8 @@ def test_wrong_shape_flow_names_file_and_command(root, tmp_path):
     with pytest.raises(UdassError, match="udass flow --benchmark viper2cityscapes-seq") as e:
         ds[0]
     assert str(bad) in str(e.value)
-    assert check_data("viper2cityscapes-seq", r, expected=fixture_sizes("viper2cityscapes-seq")) == 1
+    b = "viper2cityscapes-seq"
+    assert check_data(b, r, data_cfg=preset_data(b), expected=fixture_sizes(b)) == 1
 
 
 def test_reduced_scale_cache_flow_is_rescaled(root, tmp_path):
@@ -214,15 +213,16 @@ def test_reduced_scale_cache_flow_is_rescaled(root, tmp_path):
 # ----------------------------------------------------------------------------------- errors
 def test_missing_root_dataset_folder_and_split(tmp_path):
     with pytest.raises(UdassError, match="--data-root"):
-        build_dataset("gtav2cityscapes", "train", None, "source")
+        build_dataset("gtav2cityscapes", "train", None, "source", data_cfg=preset_data("gtav2cityscapes"))
     missing = tmp_path / "nowhere"
     with pytest.raises(UdassError, match=str(missing)):
-        build_dataset("gtav2cityscapes", "train", missing, "source")
+        build_dataset("gtav2cityscapes", "train", missing, "source", data_cfg=preset_data("gtav2cityscapes"))
     make_cityscapes(tmp_path)
     with pytest.raises(UdassError, match=str(tmp_path / "viper")):
-        build_dataset("viper2cityscapes-seq", "train", tmp_path, "source")
+        build_dataset("viper2cityscapes-seq", "train", tmp_path, "source", data_cfg=preset_data("viper2cityscapes-seq"))
     shutil.rmtree(tmp_path / "cityscapes" / "gtFine" / "val")
-    val = build_dataset("gtav2cityscapes", "val", tmp_path, "target")   # the image still names the clip
+    # the image still names the clip
+    val = build_dataset("gtav2cityscapes", "val", tmp_path, "target", data_cfg=preset_data("gtav2cityscapes"))
     assert val.names == list(CS_VAL)
     label = val.raw_paths(0).labels[0]
     with pytest.raises(UdassError, match=str(label)):
@@ -230,12 +230,13 @@ def test_missing_root_dataset_folder_and_split(tmp_path):
     for folder in ("leftImg8bit", "leftImg8bit_sequence"):
         shutil.rmtree(tmp_path / "cityscapes" / folder / "val")
     with pytest.raises(UdassError, match="no val frames of cityscapes"):
-        build_dataset("gtav2cityscapes", "val", tmp_path, "target")
+        build_dataset("gtav2cityscapes", "val", tmp_path, "target", data_cfg=preset_data("gtav2cityscapes"))
     with pytest.raises(UdassError, match="no val split"):
         make_synthia_seq(tmp_path)
-        build_dataset("synthia-seq2cityscapes-seq", "val", tmp_path, "source")
+        build_dataset("synthia-seq2cityscapes-seq", "val", tmp_path, "source",
+                      data_cfg=preset_data("synthia-seq2cityscapes-seq"))
     with pytest.raises(UdassError, match="unknown split"):
-        build_dataset("gtav2cityscapes", "test", tmp_path, "target")
+        build_dataset("gtav2cityscapes", "test", tmp_path, "target", data_cfg=preset_data("gtav2cityscapes"))
 
 
 def test_missing_frame_label_and_flow_name_the_path(tmp_path):
@@ -279,7 +280,8 @@ def test_label_ids_outside_the_encoding_map_to_ignore_and_are_counted(tmp_path, 
     assert unexpected_label_ids() == {"cityscapes": {str(lab): ((40, 200), 4)}}
     reset_unexpected_label_ids()
     # a sampled label with such ids is a note, not a failure: the fixture tree is complete
-    assert check_data("gtav2cityscapes", tmp_path, expected=fixture_sizes("gtav2cityscapes")) == 0
+    b = "gtav2cityscapes"
+    assert check_data(b, tmp_path, data_cfg=preset_data(b), expected=fixture_sizes(b)) == 0
     out = capsys.readouterr().out
     assert f"note: {lab}: label ids [40, 200] outside the cityscapes encoding on 4 pixels" in out
 
@@ -291,18 +293,19 @@ def test_colour_label_is_rejected(tmp_path):
     lab = tmp_path / "cityscapes/gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png"
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(lab)
     with pytest.raises(UdassError, match="expected class indices"):
-        build_dataset("gtav2cityscapes", "val", tmp_path, "target")[0]
+        build_dataset("gtav2cityscapes", "val", tmp_path, "target", data_cfg=preset_data("gtav2cityscapes"))[0]
 
 
 # ----------------------------------------------------------------------------------- check-data
 def test_check_data_complete_and_incomplete(root, tmp_path, capsys):
     for b in VIDEO + IMAGE:
-        assert check_data(b, root, expected=fixture_sizes(b)) == 0, b
+        assert check_data(b, root, data_cfg=preset_data(b), expected=fixture_sizes(b)) == 0, b
         assert "complete: every method trains and evaluates" in capsys.readouterr().out
     r = make_root(tmp_path)
     flows = write_cache_flows(r, "synthia-seq2cityscapes-seq", skip=2)
     (r / "cityscapes/leftImg8bit_sequence/val/frankfurt/frankfurt_000000_000293_leftImg8bit.png").unlink()
-    assert check_data("synthia-seq2cityscapes-seq", r, expected=fixture_sizes("synthia-seq2cityscapes-seq")) == 1
+    b = "synthia-seq2cityscapes-seq"
+    assert check_data(b, r, data_cfg=preset_data(b), expected=fixture_sizes(b)) == 1
     out = capsys.readouterr().out
     assert "INCOMPLETE" in out and str(flows[0]) in out and "frankfurt_000000_000293_leftImg8bit.png" in out
     assert "udass flow --benchmark synthia-seq2cityscapes-seq" in out
@@ -312,27 +315,21 @@ def test_check_data_complete_and_incomplete(root, tmp_path, capsys):
 
 def test_check_data_reports_a_missing_dataset_folder(tmp_path, capsys):
     make_cityscapes(tmp_path)
-    assert check_data("gtav2cityscapes", tmp_path) == 1
+    assert check_data("gtav2cityscapes", tmp_path, data_cfg=preset_data("gtav2cityscapes")) == 1
     out = capsys.readouterr().out
     assert str(tmp_path / "gta") in out and "target/val" in out
 
 
 # ----------------------------------------------------------------------------------- synthetic
-def test_synthetic_benchmark_without_root_uses_the_synthetic_cache(tmp_path, monkeypatch):
-    calls = []
-
-    def ensure_synthetic_root(benchmark, size="demo", seed=0):
-        calls.append((benchmark, size, seed))
-        make_cityscapes(tmp_path)
-        make_synthia_seq(tmp_path)
-        return tmp_path
-
-    fake = types.ModuleType("udass.data.synthetic")
-    fake.ensure_synthetic_root = ensure_synthetic_root
-    fake.read_marker = lambda root: None
-    monkeypatch.setitem(sys.modules, "udass.data.synthetic", fake)
-    ds = build_dataset("synthetic-video", "train", None, "source", profile="test")
-    assert calls == [("synthetic-video", "tiny", 0)] and len(ds) == 3
-    assert ds.flow_source == "exact" and ds.flow_root == tmp_path / "udass_flow"
-    with pytest.raises(UdassError, match="udass synth --benchmark synthetic-video"):
-        ds[0]   # no exact flows were generated by this fake
+def test_synthetic_benchmark_without_root_uses_the_synthetic_cache(tiny_video_root):
+    """No data root: the root generated for the DataConfig's synth_size / synth_seed in the
+    cache ($UDASS_DATA), read with its exact flows."""
+    cfg = preset_data("synthetic-video", "test")
+    assert (cfg.synth_size, cfg.synth_seed) == ("tiny", 0)
+    ds = build_dataset("synthetic-video", "train", None, "source", data_cfg=cfg)
+    assert ds.data_root == tiny_video_root and len(ds) == 7
+    assert ds.flow_source == "exact" and ds.flow_root == tiny_video_root / "udass_flow"
+    clip = ds[0]
+    assert clip.frames.shape == (2, 3, *cfg.source_size) and clip.flows.shape == (1, 2, *cfg.source_size)
+    with pytest.raises(UdassError, match="the DataConfig given is for 'synthetic-image'"):
+        build_dataset("synthetic-video", "train", None, "source", data_cfg=preset_data("synthetic-image", "test"))

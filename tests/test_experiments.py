@@ -1,5 +1,6 @@
-"""udass.experiments without papermill: parameter checking, the run cache (reuse, resume),
-table provenance, the reproduce plan and the results index."""
+"""The experiments layer without papermill: parameter checking (udass.params), the run cache
+(udass.runs: reuse, resume), table provenance (udass.experiments), the reproduce plan and the
+results index (udass.reproduce)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from udass import experiments as ux
+from udass import params, reproduce, runs
+from udass.cli import main as udass_main
 from udass.config import ABLATIONS, build_config
 from udass.errors import UdassError
 
@@ -17,14 +20,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ----------------------------------------------------------------------------------- parameters
 def test_parse_params_converts_types(tmp_path):
-    p = ux.parse_params("synthetic-image", "cnn", "dacs, quadmix,dacs", "test", "12", str(tmp_path),
+    p = params.parse_params("synthetic-image", "cnn", "dacs, quadmix,dacs", "test", "12", str(tmp_path),
                         "0,1, 2", "none", "cpu", str(tmp_path / "r"), str(tmp_path / "runs"))
     assert p.methods == ("dacs", "quadmix") and p.seeds == (0, 1, 2) and p.steps == 12
     assert p.data_root == str(tmp_path) and p.pretrained is None and p.device == "cpu"
     assert p.results_dir == tmp_path / "r" and p.runs_root == tmp_path / "runs"
-    q = ux.parse_params(methods=["quadmix"], seeds=3, steps=None, data_root="None")
+    q = params.parse_params(methods=["quadmix"], seeds=3, steps=None, data_root="None")
     assert q.seeds == (3,) and q.steps is None and q.data_root is None and q.profile == "demo"
-    assert ux.parse_params(methods="all", method_names=list(ABLATIONS)).methods == tuple(ABLATIONS)
+    assert params.parse_params(methods="all", method_names=list(ABLATIONS)).methods == tuple(ABLATIONS)
 
 
 @pytest.mark.parametrize("kwargs,name,given", [
@@ -44,47 +47,47 @@ def test_parse_params_converts_types(tmp_path):
 ])
 def test_parse_params_rejects_with_one_line(kwargs, name, given):
     with pytest.raises(UdassError) as e:
-        ux.parse_params(**kwargs)
+        params.parse_params(**kwargs)
     msg = str(e.value)
     assert "\n" not in msg and f"parameter `{name}`" in msg and "expected" in msg and given in msg
 
 
 def test_real_benchmarks_need_a_data_root_and_paper_needs_weights(tmp_path):
     with pytest.raises(UdassError, match="parameter `data_root`.*real datasets"):
-        ux.parse_params(benchmark="viper2cityscapes-seq")
+        params.parse_params(benchmark="viper2cityscapes-seq")
     with pytest.raises(UdassError, match="parameter `pretrained`.*ImageNet"):
-        ux.parse_params(profile="paper")
-    assert ux.parse_params(profile="paper", pretrained="none").pretrained is None
-    assert ux.check_int("iterations", "3") == 3
+        params.parse_params(profile="paper")
+    assert params.parse_params(profile="paper", pretrained="none").pretrained is None
+    assert params.check_int("iterations", "3") == 3
 
 
 # ----------------------------------------------------------------------------------- run cache
 def test_run_dir_layout_and_hash():
     a = build_config("synthetic-video", "vit", "dacs", "test", seed=1)
-    d = ux.run_dir(a, "runs")
+    d = runs.run_dir(a, "runs")
     assert d.parts[:4] == ("runs", "synthetic-video", "vit", "dacs")
     assert d.name.startswith("test-s1-") and len(d.name.rsplit("-", 1)[1]) == 8
     # run-control keys (data root, checkpoint interval, ...) do not change the run
     b = build_config("synthetic-video", "vit", "dacs", "test", {"train.checkpoint_every": 1,
                                                               "data.data_root": "/elsewhere"}, seed=1)
-    assert ux.run_dir(b, "runs") == d
+    assert runs.run_dir(b, "runs") == d
     # what a run computes does
     for other in (build_config("synthetic-video", "vit", "dacs", "test", seed=2),
                   build_config("synthetic-video", "vit", "dacs", "test", {"teacher.ema": 0.5}, seed=1),
                   build_config("synthetic-video", "vit", "dacs", "test", steps=5, seed=1)):
-        assert ux.run_dir(other, "runs") != d
+        assert runs.run_dir(other, "runs") != d
     # an ablation row equal to a plain method is the same run
     method, over = ABLATIONS["+aggregation"]
-    assert ux.config_hash(build_config("synthetic-video", "vit", method, "test", over)) == \
-        ux.config_hash(build_config("synthetic-video", "vit", "quadmix", "test"))
+    assert runs.config_hash(build_config("synthetic-video", "vit", method, "test", over)) == \
+        runs.config_hash(build_config("synthetic-video", "vit", "quadmix", "test"))
 
 
 def test_ensure_run_trains_once_then_reuses(tmp_path):
     cfg = build_config("synthetic-video", "vit", "source_only", "test", steps=2)
-    first = ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)
-    log = ux.run_dir(cfg, tmp_path) / "log.csv"
+    first = runs.ensure_run(cfg, tmp_path, device="cpu", progress=False)
+    log = runs.run_dir(cfg, tmp_path) / "log.csv"
     stamp = log.stat().st_mtime_ns
-    second = ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)
+    second = runs.ensure_run(cfg, tmp_path, device="cpu", progress=False)
     assert not first["reused"] and second["reused"]
     assert second["miou"] == first["miou"] and log.stat().st_mtime_ns == stamp
 
@@ -93,40 +96,38 @@ def test_ensure_run_resumes_an_unfinished_run(tmp_path):
     from udass.train import train
 
     cfg = build_config("synthetic-video", "vit", "dacs", "test", steps=2)
-    out = ux.run_dir(cfg, tmp_path)
+    out = runs.run_dir(cfg, tmp_path)
     assert train(cfg, out, until=1, progress=False) is None
-    assert ux.finished_record(cfg, out) is None
-    rec = ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)
+    assert runs.finished_record(cfg, out) is None
+    rec = runs.ensure_run(cfg, tmp_path, device="cpu", progress=False)
     assert rec["step"] == 2 and not rec["reused"]
     assert [r.split(",")[0] for r in (out / "log.csv").read_text().splitlines()[1:]] == ["1", "2"]
 
 
 def test_finished_run_of_another_config_is_an_error(tmp_path):
     cfg = build_config("synthetic-video", "vit", "source_only", "test", steps=2)
-    rec = ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)
+    rec = runs.ensure_run(cfg, tmp_path, device="cpu", progress=False)
     other = build_config("synthetic-video", "vit", "source_only", "test", {"teacher.ema": 0.5}, steps=2)
     with pytest.raises(UdassError, match="teacher.ema"):
-        ux.finished_record(other, rec["run_dir"])
+        runs.finished_record(other, rec["run_dir"])
 
 
 def test_a_run_trained_by_the_cli_into_its_run_dir_is_reused(tmp_path, capsys):
-    from udass.cli import main as udass_main
-
     flags = ["--method", "source_only", "--profile", "test", "--steps", "2", "--seed", "1"]
-    assert ux.main(["run-dir", *flags, "--runs-root", str(tmp_path)]) == 0
+    assert udass_main(["run-dir", *flags, "--runs-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out.strip()
     assert udass_main(["train", *flags, "--device", "cpu", "--out", out]) == 0
     cfg = build_config("synthetic-video", "vit", "source_only", "test", steps=2, seed=1)
-    assert Path(out) == ux.run_dir(cfg, tmp_path)
-    assert ux.ensure_run(cfg, tmp_path, device="cpu", progress=False)["reused"]
+    assert Path(out) == runs.run_dir(cfg, tmp_path)
+    assert runs.ensure_run(cfg, tmp_path, device="cpu", progress=False)["reused"]
 
 
 def test_relative_results_and_runs_folders_are_taken_from_the_repository_root(tmp_path):
     from udass.runtime import REPO_ROOT
 
-    p = ux.parse_params(results_dir="results", runs_root="runs")
+    p = params.parse_params(results_dir="results", runs_root="runs")
     assert p.results_dir == REPO_ROOT / "results" and p.runs_root == REPO_ROOT / "runs"
-    assert ux.anchor(tmp_path) == tmp_path
+    assert params.anchor(tmp_path) == tmp_path
 
 
 # ----------------------------------------------------------------------------------- tables
@@ -162,7 +163,7 @@ def test_results_index_links_tables_and_figures(tmp_path):
         "profile": "demo", "wall_seconds": 3725.0, "device": "CPU x", "commit": "abc",
         "finished": "now", "notebooks": [{"notebook": "01_train_image", "benchmark": "synthetic-image",
                                           "backbone": "vit", "status": "ok", "seconds": 62.0}]}))
-    text = ux.write_results_index(results).read_text()
+    text = reproduce.write_results_index(results).read_text()
     assert "(01_train_image/synthetic-image/vit/table.md)" in text
     assert "![per_class_iou](01_train_image/synthetic-image/vit/per_class_iou.png)" in text
     assert "mIoU (student): source_only" in text and "test profile" in text
@@ -171,7 +172,7 @@ def test_results_index_links_tables_and_figures(tmp_path):
 
 # ----------------------------------------------------------------------------------- reproduce
 def test_reproduce_plan_order_and_selection(tmp_path, monkeypatch):
-    jobs = ux.reproduce_plan("demo")
+    jobs = reproduce.reproduce_plan("demo")
     assert [(j.notebook, j.parameters["benchmark"], j.parameters["backbone"]) for j in jobs] == [
         ("00_quadmix_explorer", "synthetic-video", "vit"),
         ("01_train_image", "synthetic-image", "cnn"), ("01_train_image", "synthetic-image", "vit"),
@@ -182,24 +183,24 @@ def test_reproduce_plan_order_and_selection(tmp_path, monkeypatch):
     # the video tables run five (vit) and three (cnn) seeds, the others their notebook's default
     assert [j.parameters.get("seeds") for j in jobs] == \
         [None] * 3 + ["0,1,2", "0,1,2,3,4", None, "0", None, None]
-    assert [j.notebook for j in ux.reproduce_plan("demo", only="02,05_tsne")] == [
+    assert [j.notebook for j in reproduce.reproduce_plan("demo", only="02,05_tsne")] == [
         "02_train_video", "02_train_video", "05_tsne"]
     with pytest.raises(UdassError, match="--only"):
-        ux.reproduce_plan("demo", only="07")
+        reproduce.reproduce_plan("demo", only="07")
     # a real data root: only the benchmarks whose dataset folders are there
     for d in ("cityscapes", "viper"):
         (tmp_path / d).mkdir()
     monkeypatch.setenv("UDASS_PRETRAINED_VIT", "none")
     monkeypatch.setenv("UDASS_PRETRAINED_CNN", "none")
-    jobs = ux.reproduce_plan("paper", tmp_path)
+    jobs = reproduce.reproduce_plan("paper", tmp_path)
     assert {j.parameters["benchmark"] for j in jobs} == {"viper2cityscapes-seq"}
     assert all(j.parameters["data_root"] == str(tmp_path) for j in jobs)
     monkeypatch.delenv("UDASS_PRETRAINED_CNN")
     with pytest.raises(UdassError, match="UDASS_PRETRAINED_CNN"):
-        ux.reproduce_plan("paper", tmp_path)
+        reproduce.reproduce_plan("paper", tmp_path)
 
 
-def test_reproduce_runs_the_plan_records_wall_time_and_reports_failures(tmp_path, monkeypatch):
+def test_reproduce_runs_the_plan_records_wall_time_and_reports_failures(tmp_path):
     calls = []
 
     def fake(name, parameters, output, log_output=True):
@@ -208,9 +209,8 @@ def test_reproduce_runs_the_plan_records_wall_time_and_reports_failures(tmp_path
             raise UdassError("notebook 05_tsne failed: ValueError: boom (executed copy: x)")
         return Path(output)
 
-    monkeypatch.setattr(ux, "run_notebook", fake)
     with pytest.raises(UdassError, match="1 notebook\\(s\\) failed.*boom"):
-        ux.reproduce("test", results_dir=tmp_path)
+        reproduce.reproduce("test", results_dir=tmp_path, execute=fake)
     assert [c[0] for c in calls][:2] == ["00_quadmix_explorer", "01_train_image"]
     assert all(c[1]["results_dir"] == str(tmp_path) and c[2].parent == tmp_path / "executed"
                for c in calls)
@@ -220,11 +220,10 @@ def test_reproduce_runs_the_plan_records_wall_time_and_reports_failures(tmp_path
     assert "wall time" in (tmp_path / "README.md").read_text()
 
 
-def test_demo_runs_the_video_notebook_with_the_vit(tmp_path, monkeypatch, capsys):
+def test_demo_runs_the_video_notebook_with_the_vit(tmp_path, capsys):
     calls = []
-    monkeypatch.setattr(ux, "run_notebook", lambda name, params, output, log_output=True:
-                        calls.append((name, params, Path(output))) or Path(output))
-    ux.demo(results_dir=tmp_path)
+    reproduce.demo(results_dir=tmp_path, execute=lambda name, params, output:
+                   calls.append((name, params, Path(output))) or Path(output))
     name, params, output = calls[0]
     assert name == "02_train_video" and params["backbone"] == "vit"
     assert output == tmp_path / "executed" / "02_train_video.ipynb"
@@ -233,7 +232,7 @@ def test_demo_runs_the_video_notebook_with_the_vit(tmp_path, monkeypatch, capsys
 
 def test_run_notebook_names_a_missing_notebook(tmp_path):
     with pytest.raises(UdassError, match="not found"):
-        ux.run_notebook("99_nothing", {}, tmp_path / "x.ipynb")
+        reproduce.run_notebook("99_nothing", {}, tmp_path / "x.ipynb")
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -286,13 +285,13 @@ def test_summary_command_keeps_the_hand_written_analysis(tmp_path):
         "dacs": {"miou": 50.0, "miou_per_seed": [50.0]}}}))
     out = tmp_path / "results-synthetic.md"
     args = ["summary", "--results-dir", str(tmp_path / "results"), "--out", str(out)]
-    assert ux.main(args) == 0
+    assert udass_main(args) == 0
     first = out.read_text()
     assert "| dacs | 50.0 |" in first and first.rstrip().endswith(ux.ANALYSIS_MARKER)
     out.write_text(first + "\n## Why\n\nhand-written text\n")
     (folder / "metrics.json").write_text(json.dumps({"seeds": [0], "methods": {
         "dacs": {"miou": 55.0, "miou_per_seed": [55.0]}}}))
-    assert ux.main(args) == 0
+    assert udass_main(args) == 0
     second = out.read_text()
     assert "| dacs | 55.0 |" in second and "| dacs | 50.0 |" not in second
     assert second.count(ux.ANALYSIS_MARKER) == 1 and second.endswith("## Why\n\nhand-written text\n")
@@ -312,7 +311,7 @@ def test_results_index_counts_the_runs_behind_the_tables(tmp_path):
     (results / "reproduce.json").write_text(json.dumps({
         "profile": "demo", "wall_seconds": 60.0, "finished": "2026-01-01T12:01:00+0000",
         "notebooks": []}))
-    text = ux.write_results_index(results).read_text()
+    text = reproduce.write_results_index(results).read_text()
     # the dacs run appears twice (table and ablation) but is one run, trained before the call
     assert ("Runs behind these tables: 2; that call trained 1 and reused 1 from runs/. Their "
             "recorded wall times add up to 2 min 00 s") in text

@@ -15,6 +15,8 @@ import nbformat
 import pytest
 
 from udass import experiments as ux
+from udass.params import NOTEBOOKS
+from udass.reproduce import run_notebook, write_results_index
 from udass.config import ABLATIONS
 from udass.errors import UdassError
 
@@ -33,7 +35,7 @@ def _code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-@pytest.mark.parametrize("name", ux.NOTEBOOKS)
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_in_sync_with_its_py_twin_and_stripped(name):
     import jupytext
 
@@ -48,7 +50,7 @@ def test_notebook_in_sync_with_its_py_twin_and_stripped(name):
     assert ipynb.metadata["kernelspec"]["name"] == "python3"
 
 
-@pytest.mark.parametrize("name", ux.NOTEBOOKS)
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_parameters_cell_contract(name):
     nb = nbformat.read(NB / f"{name}.ipynb", as_version=4)
     cells = _code_cells(nb)
@@ -91,7 +93,7 @@ def _execute(name: str, dirs: dict[str, Path], **params) -> nbformat.NotebookNod
               "runs_root": str(dirs["runs"]), **params}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
-        out = ux.run_notebook(name, params, dirs["executed"] / f"{name}.ipynb", log_output=False)
+        out = run_notebook(name, params, dirs["executed"] / f"{name}.ipynb", log_output=False)
     return nbformat.read(out, as_version=4)
 
 
@@ -218,8 +220,8 @@ def test_03_ablation(dirs):
 
 
 def test_results_index_of_the_executed_notebooks(dirs):
-    text = ux.write_results_index(dirs["results"]).read_text()
-    for nb in ux.NOTEBOOKS:
+    text = write_results_index(dirs["results"]).read_text()
+    for nb in NOTEBOOKS:
         assert f"## {nb}" in text
     assert "tsne_metrics.md" in text and "quadmix_explorer_step2.png" in text
 

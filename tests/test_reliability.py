@@ -288,11 +288,13 @@ def test_every_error_path_is_one_line_non_zero_and_writes_nothing(case, tiny_vid
 def test_an_error_in_a_data_loader_worker_mid_run_is_one_line(tiny_video_root, tmp_path):
     """Clips of step 2 unreadable, read by a DataLoader worker (data.num_workers=1): torch
     re-raises the worker's error with its traceback as the message; the user sees one line."""
+    from udass.config import build_config
     from udass.data import build_dataset
     from udass.train import StepBatchSampler
 
     d = _copy(tiny_video_root, tmp_path)
-    ds = build_dataset("synthetic-video", "train", d, "target", profile="test")
+    ds = build_dataset("synthetic-video", "train", d, "target",
+                       data_cfg=build_config("synthetic-video", profile="test").data)
     sampler = StepBatchSampler(len(ds), 2, seed=0, start=0, end=2)
     frames = lambda step: {p for i in sampler.indices_for_step(step) for p in ds.raw_paths(i).frames}  # noqa: E731
     bad = frames(1) - frames(0)
@@ -328,7 +330,7 @@ def test_worker_wrapped_udass_error_keeps_its_own_message():
 def test_papermill_parameter_of_the_wrong_type_is_one_clear_line(tmp_path):
     import nbformat
 
-    from udass.experiments import parse_params
+    from udass.params import parse_params
 
     with pytest.raises(UdassError) as e:
         parse_params(steps="ten")

@@ -11,10 +11,10 @@ import torch
 from udass.data.protocols import BENCHMARKS
 from udass.errors import UdassError
 from udass.evaluate import ConfusionMatrix, metrics_record
+from udass.figures import confusion_figure, per_class_bars, training_curves
 from udass.report import (HEADER_CLASS_NAMES, KNOWN_TRANSCRIPTION_ISSUES, MEAN_HEADERS,
                           PAPER_TABLES, _read_paper_csv, check_paper_table, comparison_table,
-                          confusion_figure, load_paper_table, paper_table_issues, per_class_bars,
-                          training_curves, write_table)
+                          load_paper_table, paper_table_issues, write_table)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

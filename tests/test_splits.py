@@ -14,11 +14,11 @@ import pytest
 
 from test_data_fixtures import (CS_TRAIN, CS_VAL, H, W, fixture_cfg, fixture_sizes, make_cityscapes, make_gta,
                                 make_root, make_synthia_seq, make_viper, write_cache_flows, write_frame,
-                                write_index_png)
+                                preset_data, write_index_png)
 from udass.cli import main as cli_main
 from udass.config import build_config
 from udass.data import build_dataset
-from udass.data.datasets import check_data
+from udass.data.check import check_data
 from udass.data.protocols import (BENCHMARKS, SPLIT_SIZES, LabelIdWarning, map_label, reset_unexpected_label_ids,
                                   unexpected_label_ids)
 from udass.data.splits import (SplitSizeWarning, check_split, expected_split_sizes, is_partial,
@@ -67,7 +67,7 @@ def test_marker_counts_give_a_generated_roots_sizes(tiny_video_root, tiny_image_
 def test_a_fixture_tree_is_partial_against_the_real_sizes(tmp_path, capsys):
     r = make_root(tmp_path)
     write_cache_flows(r, SEQ)
-    assert check_data(SEQ, r) == 1
+    assert check_data(SEQ, r, data_cfg=preset_data(SEQ)) == 1
     out = capsys.readouterr().out
     assert "expected clips per role from the real datasets' split lists" in out
     assert "target/val: 1 clips found, 500 expected" in out and "source/train: 3 clips found, 849 expected" in out
@@ -83,10 +83,11 @@ def test_cityscapes_seq_lists_whole_snippets_of_the_sequence_folder(tmp_path):
     for city, sid, frames in runs:
         for n in frames:
             write_frame(seq / city / f"{city}_{sid:06d}_{n:06d}_leftImg8bit.png", n, h=2, w=2)
-    names = build_dataset(SEQ, "train", tmp_path, "target").names
+    names = build_dataset(SEQ, "train", tmp_path, "target", data_cfg=preset_data(SEQ)).names
     assert names == ["aachen_000003_000019", "aachen_000003_000049", "frankfurt_000000_000294"]
     with pytest.raises(UdassError, match="no train frames of cityscapes under"):
-        build_dataset("gtav2cityscapes", "train", tmp_path, "target")   # images: the sequence does not count
+        # images: the sequence does not count
+        build_dataset("gtav2cityscapes", "train", tmp_path, "target", data_cfg=preset_data("gtav2cityscapes"))
 
 
 def test_a_file_missing_inside_a_numbered_source_keeps_its_clip(tmp_path):
@@ -99,7 +100,8 @@ def test_a_file_missing_inside_a_numbered_source_keeps_its_clip(tmp_path):
         ["000001", "000002", "000003", "000004"]
     (tmp_path / "gta/images/00002.png").unlink()
     (tmp_path / "gta/labels/00002.png").unlink()
-    assert build_dataset("gtav2cityscapes", "train", tmp_path, "source").names == ["00001", "00002", "00003"]
+    ds = build_dataset("gtav2cityscapes", "train", tmp_path, "source", data_cfg=preset_data("gtav2cityscapes"))
+    assert ds.names == ["00001", "00002", "00003"]
 
 
 def test_viper_keeps_a_labelled_frame_whose_label_or_previous_image_is_missing(tmp_path):
@@ -145,7 +147,7 @@ def test_check_data_names_the_removed_file_with_its_verdict_on_a_fixture_tree(tm
     write_cache_flows(r, SEQ)
     before = sizes(r, SEQ)
     path = _remove(r, rel(r) if callable(rel) else rel)
-    assert check_data(SEQ, r, expected=fixture_sizes(SEQ)) == status
+    assert check_data(SEQ, r, data_cfg=preset_data(SEQ), expected=fixture_sizes(SEQ)) == status
     out = capsys.readouterr().out
     assert f"    {path}\n" in out and verdict in out
     row = next(line for line in out.splitlines() if line.startswith(role))
@@ -168,14 +170,15 @@ def test_check_data_on_a_synthetic_root_uses_its_marker_counts(tiny_video_root, 
     shutil.copytree(tiny_video_root, root)
 
     def datasets():
-        return {f"{d}/{s}": build_dataset("synthetic-video", s, root, d, profile="test", with_labels=True)
+        cfg = preset_data("synthetic-video", "test")
+        return {f"{d}/{s}": build_dataset("synthetic-video", s, root, d, with_labels=True, data_cfg=cfg)
                 for d, s in (("source", "train"), ("target", "train"), ("target", "val"))}
 
     before = {k: len(v) for k, v in datasets().items()}
     assert before == {"source/train": 7, "target/train": 4, "target/val": 2}
     path = pick(datasets())
     path.unlink()
-    assert check_data("synthetic-video", root) == status
+    assert check_data("synthetic-video", root, data_cfg=preset_data("synthetic-video")) == status
     out = capsys.readouterr().out
     assert "expected clips per role from the counts in" in out and f"    {path}\n" in out
     assert next(line for line in out.splitlines() if line.startswith(role)).split()[2:4] == \
@@ -206,7 +209,7 @@ def test_check_data_full_reads_every_label_once(tmp_path, capsys):
 def test_check_split_refuses_a_partial_val_split_unless_allowed(tmp_path):
     make_cityscapes(tmp_path)
     make_gta(tmp_path)
-    ds = build_dataset("gtav2cityscapes", "val", tmp_path, "target")
+    ds = build_dataset("gtav2cityscapes", "val", tmp_path, "target", data_cfg=preset_data("gtav2cityscapes"))
     assert ds.expected_clips == 500
     with pytest.raises(UdassError, match=r"target/val of gtav2cityscapes .* holds 1 clips, expected 500; .*"
                                          r"--allow-partial to evaluate the 1 complete clips"):
@@ -218,7 +221,7 @@ def test_check_split_refuses_a_partial_val_split_unless_allowed(tmp_path):
     label = _remove(tmp_path, VAL_LABEL)
     with pytest.raises(UdassError, match=f"1 labels missing \\(first: {label}\\)"):
         check_split(ds)
-    train = build_dataset("gtav2cityscapes", "train", tmp_path, "source")
+    train = build_dataset("gtav2cityscapes", "train", tmp_path, "source", data_cfg=preset_data("gtav2cityscapes"))
     with pytest.warns(SplitSizeWarning, match="source/train .* holds 2 clips, expected 24966"):
         assert check_split(train) is train                            # train: warned, not refused
 
@@ -229,7 +232,8 @@ def test_training_and_evaluate_refuse_an_incomplete_val_split(tiny_video_root, t
 
     root = tmp_path / "root"
     shutil.copytree(tiny_video_root, root)
-    label = build_dataset("synthetic-video", "val", root, "target", profile="test").raw_paths(1).labels[0]
+    val = build_dataset("synthetic-video", "val", root, "target", data_cfg=preset_data("synthetic-video", "test"))
+    label = val.raw_paths(1).labels[0]
     label.unlink()
     over = {"train.steps": 1, "train.checkpoint_every": 1}
     cfg = build_config("synthetic-video", "cnn", "source_only", "test", over, data_root=str(root))

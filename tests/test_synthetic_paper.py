@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data_fixtures import preset_data
 from test_synthetic import smooth_flow_mask
 
 from udass.cli import SYNTH_BENCHMARKS, SYNTH_SIZES, main
 from udass.config import build_config
-from udass.data.datasets import ROLES, build_dataset, check_data
+from udass.data.check import check_data
+from udass.data.datasets import DOMAIN_SPLITS, build_dataset
 from udass.data.flow import flow_cache_path, read_flow, warp, warp_valid_mask
 from udass.data.imageio import image_size, read_label_synthia, read_rgb
 from udass.data.protocols import BENCHMARKS, map_label
@@ -50,7 +52,7 @@ def paper_data_config(benchmark: str, root: Path):
 def load_every_role(benchmark: str, root: Path, cfg) -> dict[str, tuple[int, object]]:
     """role -> (items enumerated by build_dataset, its first clip)."""
     out = {}
-    for domain, split in ROLES:
+    for domain, split in DOMAIN_SPLITS:
         ds = build_dataset(benchmark, split, root, domain, data_cfg=cfg)
         out[f"{domain}/{split}"] = (len(ds), ds[0])
     return out
@@ -84,7 +86,7 @@ def test_tiny_paper_root_loads_one_clip_of_every_split_with_the_paper_profile(ro
 
 @pytest.mark.parametrize("benchmark", PAPER_IDS)
 def test_check_data_finds_a_tiny_paper_root_complete(roots, benchmark, capsys):
-    assert check_data(benchmark, roots[benchmark]) == 0
+    assert check_data(benchmark, roots[benchmark], data_cfg=preset_data(benchmark)) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("complete")
     # the expected sizes are the marker's role counts (the real datasets' sizes do not apply)
     counts = read_marker(roots[benchmark])["counts"]
@@ -205,4 +207,4 @@ def test_paper_size_root_is_at_the_real_resolutions_and_loads_with_the_paper_pro
     assert roles["target/val"][1].labels.shape[-2:] == (1024, 2048)
     counts = read_marker(root)["counts"]
     assert {r: n for r, (n, _) in roles.items()} == {r: counts[r] for r in roles}
-    assert check_data(benchmark, root) == 0
+    assert check_data(benchmark, root, data_cfg=preset_data(benchmark)) == 0

@@ -1,13 +1,18 @@
 """The `udass` command line. Each subcommand parses its flags and calls one public function.
 
 Errors a user can fix (`UdassError`) print one line and exit with status 2, no traceback.
+Each subcommand imports the stack it runs inside its `_run_*` function: building the parser
+(`udass --help`, a wrong flag) and a light subcommand do not pay for torch, the models and
+matplotlib. Those are the only local imports of the package besides the heavy optional ones.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+from udass.config import build_config, parse_set_args
 from udass.errors import UdassError
 
 ALLOW_PARTIAL_HELP = ("evaluate an incomplete val split on its complete clips (metrics.json and tables "
@@ -38,6 +43,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_synth(a: argparse.Namespace) -> int:
+    # the subcommand's stack, imported when it runs (module docstring)
     from udass.data.synthetic import generate
 
     root = generate(a.benchmark, a.out, seed=a.seed, size=a.size, workers=a.workers)
@@ -58,10 +64,13 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_check(a: argparse.Namespace) -> int:
-    from udass.data.datasets import check_data
+    # the subcommand's stack, imported when it runs (module docstring)
+    from udass.data.check import check_data
 
-    return check_data(a.benchmark, a.data_root, flow_root=a.flow_root, flow_source=a.flow_source,
-                      full=a.full)
+    cfg = build_config(a.benchmark).data
+    if a.flow_source is not None:
+        cfg = dataclasses.replace(cfg, flow_source=a.flow_source)
+    return check_data(a.benchmark, a.data_root, data_cfg=cfg, flow_root=a.flow_root, full=a.full)
 
 
 def _add_flow(sub: argparse._SubParsersAction) -> None:
@@ -79,11 +88,13 @@ def _add_flow(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_flow(a: argparse.Namespace) -> int:
+    # the subcommand's stack, imported when it runs (module docstring)
     from udass.data.flowcache import compute_flows, parse_shard
 
     compute_flows(a.benchmark, a.data_root, flow_root=a.flow_root, workers=a.workers,
                   preset=a.preset, max_width=a.max_width,
-                  shard=parse_shard(a.shard) if a.shard is not None else None)
+                  shard=parse_shard(a.shard) if a.shard is not None else None,
+                  data_cfg=build_config(a.benchmark).data)
     return 0
 
 
@@ -110,6 +121,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(a: argparse.Namespace) -> int:
+    # the subcommand's stack, imported when it runs (module docstring)
     from udass.train import train_from_args
 
     if a.allow_partial:
@@ -132,6 +144,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(a: argparse.Namespace) -> int:
+    # the subcommand's stack, imported when it runs (module docstring)
     from udass.evaluate import evaluate_from_args
 
     evaluate_from_args(a)
@@ -149,6 +162,7 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_segment(a: argparse.Namespace) -> int:
+    # the subcommand's stack, imported when it runs (module docstring)
     from udass.segment import segment
 
     segment(a.input, a.checkpoint, a.out, network=a.network, device=a.device)
@@ -172,7 +186,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_convert(a: argparse.Namespace) -> int:
-    from udass.config import parse_set_args
+    # the subcommand's stack, imported when it runs (module docstring)
     from udass.convert import convert_checkpoint
 
     convert_checkpoint(a.fmt, a.source, a.out, benchmark=a.benchmark, profile=a.profile,
@@ -189,7 +203,8 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_reproduce(a: argparse.Namespace) -> int:
-    from udass.experiments import reproduce
+    # the subcommand's stack, imported when it runs (module docstring)
+    from udass.reproduce import reproduce
 
     reproduce(profile=a.profile, data_root=a.data_root, only=a.only)
     return 0
@@ -201,9 +216,52 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(a: argparse.Namespace) -> int:
-    from udass.experiments import demo
+    # the subcommand's stack, imported when it runs (module docstring)
+    from udass.reproduce import demo
 
     demo()
+    return 0
+
+
+def _add_run_dir(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run-dir", help="print the run-cache folder where the notebooks look for the "
+                                       "run of these flags (train into it with `udass train --out`)")
+    p.add_argument("--benchmark", default="synthetic-video")
+    p.add_argument("--backbone", default="vit", help="cnn | vit")
+    p.add_argument("--method", default="quadmix", help="source_only | oracle | dacs | quadmix")
+    p.add_argument("--profile", default="demo", help="test | demo | paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="schedule length (default: profile)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--pretrained", default=None, help="ImageNet checkpoint path, or 'none'")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, as `udass train --set` (repeatable)")
+    p.add_argument("--runs-root", default="runs", help="the run cache (default: runs/ of the repository)")
+    p.set_defaults(func=_run_run_dir)
+
+
+def _run_run_dir(a: argparse.Namespace) -> int:
+    # the subcommand's stack, imported when it runs (module docstring)
+    from udass.runs import notebook_run_dir
+
+    print(notebook_run_dir(a.benchmark, a.backbone, a.method, a.profile, a.seed, a.steps,
+                           a.data_root, a.pretrained, parse_set_args(a.overrides), a.runs_root))
+    return 0
+
+
+def _add_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summary", help="write docs/results-synthetic.md from the tables in results/ "
+                                       "(keeps the hand-written analysis below its marker)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--out", default="docs/results-synthetic.md")
+    p.set_defaults(func=_run_summary)
+
+
+def _run_summary(a: argparse.Namespace) -> int:
+    # the subcommand's stack, imported when it runs (module docstring)
+    from udass.experiments import write_summary
+
+    print(write_summary(a.results_dir, a.out))
     return 0
 
 
@@ -211,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udass", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_synth, _add_check, _add_flow, _add_train, _add_evaluate, _add_segment,
-                _add_convert, _add_reproduce, _add_demo):
+                _add_convert, _add_reproduce, _add_demo, _add_run_dir, _add_summary):
         add(sub)
     return parser
 

@@ -1,27 +1,28 @@
-"""Configuration as data: frozen dataclasses and named presets.
+"""Configuration as data: frozen dataclasses, presets as tables of dotted overrides, ablation rows.
 
-A run is fully described by one `Config` = benchmark x backbone x method x profile presets plus
-`--set key=value` overrides (dotted field names, e.g. `quadmix.paths=ss,tt`). Nothing is
-selected by editing source. Ablation rows are named override sets (`ABLATIONS`).
+A run is fully described by one `Config`: the Config defaults, then the preset of benchmark x
+backbone x method x profile (the tables PROFILE_PRESETS, BACKBONE_PRESETS, KIND_PRESETS and
+BENCHMARK_PRESETS, applied in that order), then `--set key=value` overrides (dotted field
+names, e.g. `quadmix.paths=ss,tt`). Nothing is selected by editing source. Ablation rows are
+named override sets (`ABLATIONS`). This module imports nothing of udass but the benchmark
+registry and the errors: every layer may read a Config.
 
 Profiles:
 - `test`:  tiny model, tiny frames, a few steps: what the test suite trains.
 - `demo`:  a small model at reduced resolution, a CPU-sized schedule (the embedded benchmark by
            default; on a real benchmark id it is a smoke test of real data on a laptop).
 - `paper`: the published recipe, line by line from docs/datasets.md ("Training recipes").
+The values and the reasons for them: docs/method.md, "Profiles and recipe choices".
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import os
-import shlex
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
-from udass.data.protocols import BENCHMARKS, get_benchmark
+from udass.benchmarks import BENCHMARKS, get_benchmark
 from udass.errors import UdassError, unknown_name
 
 PROFILES = ("test", "demo", "paper")
@@ -152,65 +153,103 @@ class Config:
 
 
 # --------------------------------------------------------------------------------- presets
-MODEL_VARIANTS: Mapping[tuple[str, str], str] = {
-    ("cnn", "test"): "resnet_tiny", ("cnn", "demo"): "resnet_mini", ("cnn", "paper"): "resnet101",
-    ("vit", "test"): "mit_tiny", ("vit", "demo"): "mit_mini", ("vit", "paper"): "mit_b5",
+# A preset is dotted overrides of the Config defaults, read from the tables below in this order
+# (a later table's value wins): PROFILE_PRESETS[profile], BACKBONE_PRESETS[backbone, profile],
+# KIND_PRESETS[benchmark kind, profile], BENCHMARK_PRESETS[benchmark, backbone, profile]. A key
+# element ANY matches every value; within a table, the matching entries apply in their written
+# order (general before specific). The reasons and the measured runs behind each value are in
+# docs/method.md ("Profiles and recipe choices"); the paper's values in docs/datasets.md ("Training recipes").
+Overrides = Mapping[str, Any]
+ANY = "*"
+
+PROFILE_PRESETS: Mapping[str, Overrides] = {
+    "test": {"data.source_size": (32, 64), "data.target_size": (32, 64), "data.crop_size": (32, 64),
+             "data.synth_size": "tiny", "teacher.ema": 0.99, "train.lambda_t": 1.0,
+             "train.steps": 4, "train.checkpoint_every": 2, "train.eval_every": 0,
+             "train.log_every": 1},
+    "demo": {"data.source_size": (128, 256), "data.target_size": (128, 256),
+             "data.crop_size": (96, 192), "data.synth_size": "demo", "teacher.ema": 0.99,
+             "train.lambda_t": 0.0, "train.steps": 1000, "train.checkpoint_every": 250,
+             "train.eval_every": 0, "train.log_every": 10},
+    "paper": {"data.num_workers": 4, "teacher.ema": 0.999, "train.lambda_t": 1.0,
+              "train.steps": 40000, "train.checkpoint_every": 2000, "train.eval_every": 4000,
+              "train.log_every": 50},
 }
 
-# Paper input sizes (H, W) of each dataset layout, docs/datasets.md "Resolutions".
-_PAPER_SIZE: Mapping[str, Size] = {
-    "cityscapes-seq": (512, 1024), "cityscapes": (512, 1024), "synthia-seq": (640, 1280),
-    "viper": (720, 1280), "gta": (720, 1280), "synthia": (760, 1280),
+_SGD: Overrides = {"optim.name": "sgd", "optim.momentum": 0.9, "optim.weight_decay": 5e-4,
+                   "optim.head_lr_mult": 10.0, "optim.warmup_steps": 0, "optim.poly_power": 0.9}
+_ADAMW: Overrides = {"optim.name": "adamw", "optim.weight_decay": 0.01, "optim.head_lr_mult": 10.0,
+                     "optim.warmup_steps": 0, "optim.poly_power": 1.0}
+_CNN: Overrides = {"model.drop_path": 0.0}
+_VIT: Overrides = {"model.drop_path": 0.1}
+
+BACKBONE_PRESETS: Mapping[tuple[str, str], Overrides] = {
+    ("cnn", "test"): {**_CNN, "model.variant": "resnet_tiny", **_SGD, "optim.lr": 1e-3},
+    ("cnn", "demo"): {**_CNN, "model.variant": "resnet_mini", "model.bn": "frozen", **_ADAMW,
+                      "optim.lr": 6e-4},
+    ("cnn", "paper"): {**_CNN, "model.variant": "resnet101", **_SGD, "optim.lr": 2.5e-4},
+    ("vit", "test"): {**_VIT, "model.variant": "mit_tiny", **_ADAMW, "optim.lr": 6e-4},
+    ("vit", "demo"): {**_VIT, "model.variant": "mit_mini", **_ADAMW, "optim.lr": 6e-4},
+    ("vit", "paper"): {**_VIT, "model.variant": "mit_b5", **_ADAMW, "optim.lr": 6e-5,
+                       "optim.warmup_steps": 1500},
 }
 
+KIND_PRESETS: Mapping[tuple[str, str], Overrides] = {
+    ("video", ANY): {"data.hist_match": True, "model.temporal_fusion": True},
+    ("image", ANY): {"data.hist_match": False, "model.temporal_fusion": False},
+    ("video", "paper"): {"data.crop_size": (512, 1024), "data.batch_source": 1,
+                         "data.batch_target": 1},
+    ("image", "paper"): {"data.crop_size": (512, 512), "data.batch_source": 2,
+                         "data.batch_target": 2},
+}
 
-def _data_preset(benchmark: str, profile: str) -> dict[str, Any]:
-    b = get_benchmark(benchmark)
-    if profile == "test":
-        return dict(source_size=(32, 64), target_size=(32, 64), crop_size=(32, 64),
-                    batch_source=2, batch_target=2, synth_size="tiny",
-                    flow_source="exact" if b.synthetic else "dis", hist_match=b.is_video)
-    if profile == "demo":
-        return dict(source_size=(128, 256), target_size=(128, 256), crop_size=(96, 192),
-                    batch_source=2, batch_target=2, synth_size="demo",
-                    flow_source="exact" if b.synthetic else "dis", hist_match=b.is_video)
-    # paper
-    video = b.is_video
-    return dict(
-        source_size=_PAPER_SIZE[b.source], target_size=_PAPER_SIZE[b.target],
-        crop_size=(512, 1024) if video else (512, 512),
-        source_crop_bottom=120 if b.source == "synthia-seq" and not b.synthetic else 0,
-        batch_source=1 if video else 2, batch_target=1 if video else 2,
-        num_workers=4, flow_source="exact" if b.synthetic else "dis", hist_match=video)
+# The paper profile's frame sizes are those of each dataset layout (docs/datasets.md, "Resolutions");
+# an embedded benchmark takes those of the layouts it is written in.
+_CITYSCAPES_PAPER: Overrides = {"data.target_size": (512, 1024)}
+BENCHMARK_PRESETS: Mapping[tuple[str, str, str], Overrides] = {
+    ("synthia-seq2cityscapes-seq", ANY, "paper"): {
+        **_CITYSCAPES_PAPER, "data.source_size": (640, 1280), "data.source_crop_bottom": 120},
+    ("viper2cityscapes-seq", ANY, "test"): {"train.lambda_t": 0.2},
+    ("viper2cityscapes-seq", ANY, "paper"): {
+        **_CITYSCAPES_PAPER, "data.source_size": (720, 1280), "train.lambda_t": 0.2},
+    ("viper2cityscapes-seq", "cnn", "paper"): {"optim.lr": 1e-4},
+    ("gtav2cityscapes", ANY, "paper"): {**_CITYSCAPES_PAPER, "data.source_size": (720, 1280)},
+    ("synthia2cityscapes", ANY, "paper"): {**_CITYSCAPES_PAPER, "data.source_size": (760, 1280)},
+    ("synthetic-video", ANY, ANY): {"data.flow_source": "exact"},
+    ("synthetic-video", ANY, "paper"): {**_CITYSCAPES_PAPER, "data.source_size": (640, 1280)},
+    ("synthetic-image", ANY, ANY): {"data.flow_source": "exact"},
+    ("synthetic-image", ANY, "paper"): {**_CITYSCAPES_PAPER, "data.source_size": (720, 1280)},
+}
+
+# build_config keyword shortcuts -> dotted keys
+SHORTCUTS: Mapping[str, str] = {"seed": "train.seed", "steps": "train.steps",
+                                "data_root": "data.data_root", "flow_root": "data.flow_root",
+                                "pretrained": "model.pretrained"}
 
 
-def _optim_preset(benchmark: str, backbone: str, profile: str) -> dict[str, Any]:
-    viper = benchmark == "viper2cityscapes-seq"
-    if backbone == "cnn" and profile != "demo":
-        return dict(name="sgd", lr=(1e-4 if viper else 2.5e-4) if profile == "paper" else 1e-3,
-                    momentum=0.9, weight_decay=5e-4, head_lr_mult=10.0, warmup_steps=0,
-                    poly_power=0.9)
-    # vit, and the demo CNN: trained from random initialisation, ResNet-mini learns more with
-    # the ViT's AdamW than with SGD (synthetic-video, seed 0: oracle 50.5 against 42.4;
-    # docs/results-synthetic.md, "The CNN")
-    return dict(name="adamw", lr=6e-5 if profile == "paper" else 6e-4, weight_decay=0.01,
-                head_lr_mult=10.0, warmup_steps=1500 if profile == "paper" else 0, poly_power=1.0)
+def _matching(table: Mapping[Any, Overrides], key: tuple[str, ...]) -> list[Overrides]:
+    """The entries of `table` whose key equals `key` element by element (ANY matches anything),
+    in the table's order."""
+    out = []
+    for k, overrides in table.items():
+        parts = k if isinstance(k, tuple) else (k,)
+        if all(p in (ANY, v) for p, v in zip(parts, key, strict=True)):
+            out.append(overrides)
+    return out
 
 
-def _train_preset(benchmark: str, profile: str, method: str) -> dict[str, Any]:
-    viper = benchmark == "viper2cityscapes-seq"
-    steps = {"test": 4, "demo": 1000, "paper": 40000}[profile]
-    # The demo trains small models from random initialisation for 1000 steps: there the
-    # unmixed target self-training term L_trg drives confirmation bias (selected on
-    # synthetic-video, vit, seed 0: quadmix 35.6 mIoU with lambda_T = 1, 46.3 with 0.2,
-    # 57.2 with 0; dacs 57.2; docs/method.md), so the demo recipe turns it off; the ablation
-    # row "with_L_trg" turns it back on (43.8 +- 7.6 against 60.3 +- 3.4 over three seeds,
-    # docs/results-synthetic.md). test and paper keep the paper's value.
-    lambda_t = 0.0 if profile == "demo" else (0.2 if viper else 1.0)
-    return dict(method=method, profile=profile, steps=steps, lambda_t=lambda_t,
-                checkpoint_every={"test": 2, "demo": 250, "paper": 2000}[profile],
-                eval_every={"test": 0, "demo": 0, "paper": 4000}[profile],
-                log_every={"test": 1, "demo": 10, "paper": 50}[profile])
+def preset_overrides(benchmark: str, backbone: str, method: str, profile: str) -> dict[str, Any]:
+    """The dotted overrides of the preset benchmark x backbone x method x profile, in the order
+    the tables apply (see above); `build_config` applies them to the Config defaults."""
+    kind = get_benchmark(benchmark).kind
+    out: dict[str, Any] = {"data.benchmark": benchmark, "model.backbone": backbone,
+                           "train.method": method, "train.profile": profile}
+    for table, key in ((PROFILE_PRESETS, (profile,)), (BACKBONE_PRESETS, (backbone, profile)),
+                       (KIND_PRESETS, (kind, profile)),
+                       (BENCHMARK_PRESETS, (benchmark, backbone, profile))):
+        for overrides in _matching(table, key):
+            out.update(overrides)
+    return out
 
 
 def build_config(benchmark: str = "synthetic-video", backbone: str = "vit", method: str = "quadmix",
@@ -218,8 +257,9 @@ def build_config(benchmark: str = "synthetic-video", backbone: str = "vit", meth
                  **fields_: Any) -> Config:
     """The preset for benchmark x backbone x method x profile, then `overrides` (dotted keys).
 
-    `fields_` are shortcuts for common dotted keys given as keyword arguments (e.g.
-    `seed=1` -> train.seed, `steps=50` -> train.steps, `data_root=...` -> data.data_root).
+    `fields_` are shortcuts for common dotted keys given as keyword arguments (`SHORTCUTS`: e.g.
+    `seed=1` -> train.seed, `steps=50` -> train.steps, `data_root=...` -> data.data_root);
+    None leaves the preset's value.
     """
     if benchmark not in BENCHMARKS:
         raise unknown_name("benchmark", benchmark, BENCHMARKS)
@@ -229,32 +269,14 @@ def build_config(benchmark: str = "synthetic-video", backbone: str = "vit", meth
         raise unknown_name("method", method, METHODS)
     if profile not in PROFILES:
         raise unknown_name("profile", profile, PROFILES)
-    cfg = Config(
-        data=DataConfig(benchmark=benchmark, **_data_preset(benchmark, profile)),
-        # The CNN encoder's batch norm (docs/method.md, "Batch norm"): batch statistics with frozen
-        # affine parameters is the paper's recipe; the demo CNN, from random initialisation,
-        # uses stored statistics (an identity), the setting its measured results chose.
-        # Image benchmarks have no temporal fusion: a one-frame clip has nothing to fuse.
-        model=ModelConfig(backbone=backbone, variant=MODEL_VARIANTS[backbone, profile],
-                          bn="frozen" if (profile == "demo" and backbone == "cnn") else "batch",
-                          head="daformer", temporal_fusion=get_benchmark(benchmark).is_video,
-                          drop_path=0.1 if backbone == "vit" else 0.0),
-        optim=OptimConfig(**_optim_preset(benchmark, backbone, profile)),
-        # EMA 0.999 averages over ~1000 steps: the whole demo schedule. Short schedules use a
-        # teacher time constant of ~100 steps.
-        teacher=TeacherConfig(ema=0.999 if profile == "paper" else 0.99),
-        train=TrainConfig(**_train_preset(benchmark, profile, method)),
-    )
-    short = {"seed": "train.seed", "steps": "train.steps", "data_root": "data.data_root",
-             "flow_root": "data.flow_root", "pretrained": "model.pretrained"}
-    merged: dict[str, Any] = {}
+    merged = preset_overrides(benchmark, backbone, method, profile)
     for k, v in fields_.items():
-        if k not in short:
-            raise unknown_name("config shortcut", k, short)
+        if k not in SHORTCUTS:
+            raise unknown_name("config shortcut", k, SHORTCUTS)
         if v is not None:
-            merged[short[k]] = v
+            merged[SHORTCUTS[k]] = v
     merged.update(overrides or {})
-    return apply_overrides(cfg, merged)
+    return apply_overrides(Config(), merged)
 
 
 # --------------------------------------------------------------------------------- overrides
@@ -424,53 +446,3 @@ ABLATIONS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     # S' lands on T itself); no target template T' and its pseudo-labels enter any sample
     "source_templates_only": ("quadmix", {"quadmix.paths": ("ss", "stt")}),
 }
-
-
-def ablation(name: str) -> tuple[str, Mapping[str, Any]]:
-    if name not in ABLATIONS:
-        raise unknown_name("ablation row", name, ABLATIONS)
-    return ABLATIONS[name]
-
-
-def closest(name: str, choices: list[str]) -> str | None:
-    m = difflib.get_close_matches(name, choices, n=1)
-    return m[0] if m else None
-
-
-# ------------------------------------------------------------------------- the command line
-_CLI_FLAGS = {"train.steps": "--steps", "train.checkpoint_every": "--checkpoint-every",
-              "data.data_root": "--data-root", "data.flow_root": "--flow-root",
-              "model.pretrained": "--pretrained"}
-
-
-def _cli_value(value: Any) -> str:
-    """A config value as `--set` / parse_value reads it back."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (tuple, list)):
-        return ",".join(_cli_value(v) for v in value)
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def train_command(cfg: Config, out: str | os.PathLike) -> str:
-    """The `udass train` command line that builds `cfg` and writes to `out`.
-
-    The preset's choices as flags, then every field that differs from the preset of that
-    benchmark x backbone x method x profile as a flag (--steps, --data-root, ...) or
-    `--set key=value`; parsing it back gives `cfg` again (tested). run.json records it, so a run
-    trained from a notebook or from Python says how to train it again from a shell.
-    """
-    base = build_config(cfg.data.benchmark, cfg.model.backbone, cfg.train.method, cfg.train.profile)
-    args = ["udass", "train", "--benchmark", cfg.data.benchmark, "--backbone", cfg.model.backbone,
-            "--method", cfg.train.method, "--profile", cfg.train.profile, "--seed", str(cfg.train.seed)]
-    keys = [k for k in config_diff(cfg, base) if k != "train.seed"]
-    if cfg.train.profile == "paper" and cfg.model.pretrained is None:
-        keys.append("model.pretrained")  # the paper profile wants `--pretrained none` said
-    for key in keys:
-        sec, name = key.split(".", 1)
-        value = getattr(getattr(cfg, sec), name)
-        flag = _CLI_FLAGS.get(key)
-        args += [flag, _cli_value(value)] if flag else ["--set", f"{key}={_cli_value(value)}"]
-    return shlex.join([*args, "--out", os.fspath(out)])

@@ -36,10 +36,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from udass.benchmarks import BENCHMARKS, get_benchmark
+from udass.checkpoint import save_checkpoint
 from udass.config import Config, build_config
-from udass.data.protocols import BENCHMARKS, get_benchmark
 from udass.errors import UdassError, unknown_name
+from udass.models import VARIANTS, build_model_from_config
 from udass.models.factory import first_items, tensor_state
+from udass.models.temporal import InputNormalize
 
 
 @dataclass(frozen=True)
@@ -226,8 +229,6 @@ def _vit_variant(state: Mapping[str, Tensor], encoder: str, decoder: str) -> tup
 
 
 def _match_variant(backbone: str, encoder: dict[str, Any], decoder: dict[str, Any], found: str) -> str:
-    from udass.models import VARIANTS
-
     for name, v in VARIANTS.items():
         if v.backbone != backbone:
             continue
@@ -383,9 +384,6 @@ def _prefix_note(prefixes: tuple[str, str]) -> str:
 def _udass_state(cfg: Config, num_classes: int, input_style: str) -> dict[str, Tensor]:
     """Keys and shapes (meta tensors) of the udass network, and the input-convention buffers
     (real tensors) the release's weights expect."""
-    from udass.models import build_model_from_config
-    from udass.models.temporal import InputNormalize
-
     with torch.device("meta"):
         net = build_model_from_config(cfg.model, num_classes, pretrained=False)
     state = dict(net.state_dict())
@@ -467,8 +465,6 @@ def convert_checkpoint(fmt: str, src: str | Path, dst: str | Path, benchmark: st
                        overrides: Mapping[str, Any] | None = None) -> Conversion:
     """`udass convert --from FMT SRC -o DST`: read a release file, map it (`convert_state`) and
     write the udass checkpoint DST atomically. Returns the conversion."""
-    from udass.checkpoint import save_checkpoint
-
     _release(fmt)   # an unknown or refused format is named before the file is read
     src, dst = Path(src), Path(dst)
     state, meta = read_release(src, trust_pickle)

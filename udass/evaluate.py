@@ -27,12 +27,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from tqdm.auto import tqdm
 
+from udass.benchmarks import Benchmark, get_benchmark
+from udass.checkpoint import load_checkpoint
+from udass.config import build_config, config_from_dict
 from udass.data.clip import Clip, ClipBatch, collate_clips
+from udass.data.datasets import build_dataset
 from udass.data.flow import warp, warp_valid_mask
-from udass.data.protocols import Benchmark, get_benchmark
+from udass.data.splits import check_split, clip_counts
+from udass.data.synthetic import ensure_synthetic_root
 from udass.errors import UdassError
+from udass.io import write_json
+from udass.models import build_model_from_config
+from udass.runtime import resolve_device
 
 __all__ = ["ConfusionMatrix", "align_corners_of", "iou_per_class", "metrics_record", "network_summary",
            "evaluate_model", "temporal_consistency", "confusion_to_json", "confusion_from_json",
@@ -125,7 +134,8 @@ class ConfusionMatrix:
                 f"device={self.device})")
 
 
-def _as_numpy_matrix(matrix: "ConfusionMatrix | Tensor | np.ndarray") -> np.ndarray:
+def as_numpy_matrix(matrix: "ConfusionMatrix | Tensor | np.ndarray") -> np.ndarray:
+    """A confusion matrix (ConfusionMatrix, tensor or array) as float64 [C, C] numpy."""
     if isinstance(matrix, ConfusionMatrix):
         matrix = matrix.matrix
     if isinstance(matrix, Tensor):
@@ -144,7 +154,7 @@ def iou_per_class(matrix: "ConfusionMatrix | Tensor | np.ndarray") -> np.ndarray
     ground truth has IoU 0; a class with neither ground truth nor prediction is NaN (0 / 0), which
     means leave out (nanmean).
     """
-    m = _as_numpy_matrix(matrix)
+    m = as_numpy_matrix(matrix)
     tp = np.diag(m)
     union = m.sum(axis=1) + m.sum(axis=0) - tp
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -176,7 +186,7 @@ def network_summary(benchmark: Benchmark | str, matrix: "ConfusionMatrix | Tenso
     None where no such class exists.
     """
     benchmark = _as_benchmark(benchmark)
-    m = _as_numpy_matrix(matrix)
+    m = as_numpy_matrix(matrix)
     if m.shape[0] != benchmark.num_classes:
         raise ValueError(f"{benchmark.name} has {benchmark.num_classes} classes, the confusion "
                          f"matrix is {m.shape[0]} x {m.shape[1]}")
@@ -232,7 +242,7 @@ def metrics_record(benchmark: Benchmark | str, matrix_student: "ConfusionMatrix 
 def confusion_to_json(matrix: "ConfusionMatrix | Tensor | np.ndarray",
                       class_names: Sequence[str] | None = None) -> dict[str, Any]:
     """{"classes": [names] or None, "matrix": [[int]] rows ground truth} for JSON files."""
-    m = _as_numpy_matrix(matrix).astype(np.int64)
+    m = as_numpy_matrix(matrix).astype(np.int64)
     if class_names is not None and len(class_names) != m.shape[0]:
         raise ValueError(f"{len(class_names)} class names for a {m.shape[0]}-class matrix")
     return {"classes": None if class_names is None else list(class_names), "matrix": m.tolist()}
@@ -269,16 +279,12 @@ def _collate_groups(clips: Sequence[Clip]) -> list[ClipBatch]:
 def _batches(dataset: Dataset, batch_size: int, max_clips: int | None, num_workers: int,
              sampler: Sampler | None, progress: bool, desc: str) -> Iterator[ClipBatch]:
     """ClipBatches over `dataset` (at most `max_clips` clips on this process)."""
-    from torch.utils.data import DataLoader, Subset
-
     if max_clips is not None and sampler is None:
         dataset = Subset(dataset, range(min(max_clips, len(dataset))))  # type: ignore[arg-type]
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler,
                         num_workers=num_workers, collate_fn=_collate_groups)
     it: Any = loader
     if progress:
-        from tqdm.auto import tqdm
-
         it = tqdm(loader, desc=desc, unit="batch")
     seen = 0
     for groups in it:
@@ -417,10 +423,6 @@ def load_network(checkpoint: str | Any, network: str = "student", device: torch.
     network: "student" or "teacher" (the EMA teacher). Returns (model in eval mode on device,
     its Config, the raw checkpoint dict).
     """
-    from udass.checkpoint import load_checkpoint
-    from udass.config import config_from_dict
-    from udass.models import build_model_from_config
-
     if network not in ("student", "teacher"):
         raise UdassError(f"unknown network {network!r}; expected student or teacher")
     state = load_checkpoint(checkpoint, map_location="cpu")
@@ -452,11 +454,6 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
     incomplete val split is refused unless --allow-partial (udass.data.splits.check_split);
     metrics.json records the clips evaluated and expected.
     """
-    from udass.data.datasets import build_dataset
-    from udass.data.splits import check_split, clip_counts
-    from udass.io import write_json
-    from udass.runtime import resolve_device
-
     device = resolve_device(getattr(args, "device", "auto"))
     net, cfg, state = load_network(args.checkpoint, args.network, device)
     bench_name = args.benchmark or cfg.data.benchmark
@@ -467,11 +464,11 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
                          f"{bench_name} needs {bench.num_classes}")
     data_root = args.data_root or cfg.data.data_root
     if data_root is None and bench.synthetic:
-        from udass.data.synthetic import ensure_synthetic_root
-
         data_root = ensure_synthetic_root(bench.name, size=cfg.data.synth_size, seed=cfg.data.synth_seed)
-    val = build_dataset(bench.name, "val", data_root, domain="target", profile=cfg.train.profile,
-                        data_cfg=cfg.data if bench.name == cfg.data.benchmark else None,
+    # another benchmark of the same classes is read with its own preset's data settings
+    data_cfg = (cfg.data if bench.name == cfg.data.benchmark
+                else build_config(bench.name, profile=cfg.train.profile).data)
+    val = build_dataset(bench.name, "val", data_root, domain="target", data_cfg=data_cfg,
                         flow_root=getattr(args, "flow_root", None) or cfg.data.flow_root)
     val = check_split(val, allow_partial=bool(getattr(args, "allow_partial", False)))
     other = "teacher" if args.network == "student" else "student"

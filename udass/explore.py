@@ -1,32 +1,45 @@
-"""Figures that look inside trained runs: qualitative predictions, t-SNE of decoder features and
-the QuadMix explorer (notebooks 04, 05, 00). Called through `udass.experiments`.
+"""Figures that look inside trained runs: qualitative predictions and the t-SNE of decoder
+features (notebooks 04 and 05; the notebooks call them through `udass.experiments`).
 
-Every function validates its parameters with `udass.experiments.parse_params`, gets its runs
-from the run cache (`ensure_run`: trained only when missing) and writes PNG figures plus a
+Every function validates its parameters with `udass.params.parse_params`, gets its runs from the
+run cache (`udass.runs.ensure_run`: trained only when missing) and writes PNG figures plus a
 metrics.json (and, for t-SNE, a companion table) under `<results_dir>/<notebook>/<benchmark>/<backbone>/`.
 Figures use `matplotlib.figure.Figure` (no pyplot, no backend switch).
 """
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import Tensor
 
+from udass.benchmarks import IGNORE_INDEX, get_benchmark
+from udass.data.clip import collate_clips
+from udass.data.datasets import build_dataset
+from udass.data.flow import warp, warp_valid_mask
+from udass.data.imageio import read_rgb
+from udass.data.transforms import random_crop
 from udass.errors import UdassError
-from udass.experiments import (REFERENCE_NETWORK, Params, check_int, config_for, ensure_run,
-                               param_error, parse_params, results_folder, run_checkpoint,
-                               save_figure)
-from udass.io import write_json, write_text
-from udass.runtime import git_commit
+from udass.evaluate import load_network
+from udass.io import save_figure, write_json, write_text
+from udass.method.aggregation import downsample_labels
+from udass.method.quadmix import MixedClip, classmix, quadmix
+from udass.method.templates import choose_classes, source_template
+from udass.params import (REFERENCE_NETWORK, Params, check_int, config_for, param_error, parse_params,
+                          results_folder)
+from udass.figures import benchmark_palette, class_legend, colour_labels, frame_image, image_panel
+from udass.runs import ensure_run, run_checkpoint
+from udass.runtime import git_commit, resolve_device
+from udass.segment import dis_flow, predict_sequence
 
-__all__ = ["qualitative", "tsne", "quadmix_explorer", "show_explorer", "explorer_figure",
-           "feature_samples", "embedding_metrics"]
+__all__ = ["qualitative", "tsne", "feature_samples", "embedding_metrics"]
 
 DOMAIN_COLOURS = {"S": "#1f77b4", "T": "#d62728", "X_tss": "#2ca02c", "X_stt": "#9467bd",
                   "ClassMix": "#ff7f0e"}
@@ -34,16 +47,12 @@ DOMAIN_COLOURS = {"S": "#1f77b4", "T": "#d62728", "X_tss": "#2ca02c", "X_stt": "
 
 # =========================================================================== shared helpers
 def _device(p: Params) -> torch.device:
-    from udass.runtime import resolve_device
-
     return resolve_device(p.device)
 
 
 def _load_models(p: Params, methods: Sequence[str], seed: int, network: str, device: torch.device,
                  progress: bool) -> dict[str, tuple[torch.nn.Module, Any, dict[str, Any]]]:
     """{method: (network in eval mode, Config, metrics record)} of the runs of one seed."""
-    from udass.evaluate import load_network
-
     if network not in ("student", "teacher"):
         raise param_error("network", "student or teacher", network)
     out = {}
@@ -55,63 +64,11 @@ def _load_models(p: Params, methods: Sequence[str], seed: int, network: str, dev
     return out
 
 
-def _palette(benchmark: str) -> np.ndarray:
-    from udass.data.protocols import get_benchmark
-
-    return get_benchmark(benchmark).protocol.palette()
-
-
-def _colour(labels: Tensor | np.ndarray, palette: np.ndarray) -> np.ndarray:
-    arr = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
-    return palette[np.clip(arr, 0, 255).astype(np.uint8)]
-
-
-def _rgb(frame: Tensor) -> np.ndarray:
-    """[3, H, W] float in [0, 1] -> H x W x 3 float for imshow."""
-    return frame.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-
-
-def _blank(ax: Any, text: str = "") -> None:
-    ax.set_axis_off()
-    if text:
-        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, color="#666666",
-                transform=ax.transAxes, wrap=True)
-
-
-def _show(ax: Any, img: np.ndarray, title: str = "", **kw: Any) -> None:
-    ax.imshow(img, interpolation="nearest", **kw)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=8)
-
-
-def _class_legend(fig: Any, benchmark: str, ncol: int = 8) -> None:
-    from matplotlib.patches import Patch
-
-    from udass.data.protocols import get_benchmark
-
-    bm = get_benchmark(benchmark)
-    pal = bm.protocol.palette()
-    handles = [Patch(color=pal[i] / 255.0, label=bm.protocol.classes[i])
-               for i in range(bm.num_classes)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(ncol, len(handles)), fontsize=7,
-               frameon=False)
-
-
-def _png_bytes(fig: Any, dpi: int = 100) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return buf.getvalue()
-
-
 # =========================================================================== 04 qualitative
 @torch.no_grad()
 def _predict(net: torch.nn.Module, frames: Tensor, flows: Tensor, size: tuple[int, int],
              device: torch.device) -> Tensor:
     """Arg-max train ids [H, W] of one clip (frames [K, 3, h, w]) at `size`."""
-    import torch.nn.functional as F
-
     logits = net(frames[None].to(device), flows[None].to(device))["logits"].float()
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1)[0].cpu()
 
@@ -132,11 +89,6 @@ def _strip_paths(val: Any, index: int, num_frames: int) -> list[Path]:
 def _strip_consistency(preds: Sequence[np.ndarray], frames: Sequence[np.ndarray]) -> float | None:
     """Percent of pixels whose prediction equals the previous frame's prediction warped by the DIS
     flow (pixels whose flow leaves the frame are skipped), pooled over the strip."""
-    import cv2
-
-    from udass.data.flow import warp, warp_valid_mask
-    from udass.segment import dis_flow
-
     agree = total = 0
     for t in range(1, len(preds)):
         h, w = preds[t].shape
@@ -156,9 +108,7 @@ def _prediction_grid(models: Mapping[str, Any], val: Any, picks: Sequence[int], 
                      ) -> tuple[Path, list[str], dict[str, list[float | None]]]:
     """Rows: val items `picks`; columns: frame t, ground truth, each model's prediction (with its
     pixel accuracy on that frame). Returns (PNG, clip names, {model: accuracies})."""
-    from matplotlib.figure import Figure
-
-    palette = _palette(benchmark)
+    palette = benchmark_palette(benchmark)
     cols = 2 + len(models)
     fig = Figure(figsize=(2.6 * cols, 1.45 * len(picks) + 1.2))
     axes = fig.subplots(len(picks), cols, squeeze=False)
@@ -168,19 +118,19 @@ def _prediction_grid(models: Mapping[str, Any], val: Any, picks: Sequence[int], 
         clip = val[i]
         names.append(clip.name)
         gt = clip.labels[0]
-        _show(axes[r, 0], _rgb(clip.frames[0]), "target frame" if r == 0 else "")
+        image_panel(axes[r, 0], frame_image(clip.frames[0]), "target frame" if r == 0 else "")
         axes[r, 0].set_ylabel(clip.name, fontsize=7)
-        _show(axes[r, 1], _colour(gt, palette), "ground truth" if r == 0 else "")
-        labelled = gt != 255
+        image_panel(axes[r, 1], colour_labels(gt, palette), "ground truth" if r == 0 else "")
+        labelled = gt != IGNORE_INDEX
         for c, (m, (net, _, _)) in enumerate(models.items(), start=2):
             pred = _predict(net, clip.frames, clip.flows, tuple(gt.shape), device)
             acc = (None if not bool(labelled.any()) else
                    round(100.0 * float((pred[labelled] == gt[labelled]).float().mean()), 1))
             accuracy[m].append(acc)
             lines = ([m] if r == 0 else []) + ([] if acc is None else [f"acc {acc:.1f}%"])
-            _show(axes[r, c], _colour(pred, palette), "\n".join(lines))
+            image_panel(axes[r, c], colour_labels(pred, palette), "\n".join(lines))
     fig.suptitle(title, fontsize=10)
-    _class_legend(fig, benchmark)
+    class_legend(fig, benchmark)
     fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     return save_figure(fig, out_png), names, accuracy
 
@@ -190,12 +140,7 @@ def _temporal_strip(models: Mapping[str, Any], paths: Sequence[Path], size: tupl
                     ) -> tuple[Path, dict[str, float | None]]:
     """Consecutive frames (oldest first) and each model's predictions, as `udass segment` makes
     them; each row labelled with its flow-warped consistency. Returns (PNG, {model: %})."""
-    from matplotlib.figure import Figure
-
-    from udass.data.imageio import read_rgb
-    from udass.segment import predict_sequence
-
-    palette = _palette(benchmark)
+    palette = benchmark_palette(benchmark)
     frames = [read_rgb(path) for path in paths]
     preds = {m: predict_sequence(net, frames, size, device, out_size="input")
              for m, (net, _, _) in models.items()}
@@ -204,9 +149,9 @@ def _temporal_strip(models: Mapping[str, Any], paths: Sequence[Path], size: tupl
     fig = Figure(figsize=(2.3 * n, 1.3 * (1 + len(models)) + 0.9))
     axes = fig.subplots(1 + len(models), n, squeeze=False)
     for j, rgb in enumerate(frames):
-        _show(axes[0, j], rgb, f"t-{n - 1 - j}" if j < n - 1 else "t (annotated)")
+        image_panel(axes[0, j], rgb, f"t-{n - 1 - j}" if j < n - 1 else "t (annotated)")
         for r, m in enumerate(models, start=1):
-            _show(axes[r, j], _colour(preds[m][j], palette))
+            image_panel(axes[r, j], colour_labels(preds[m][j], palette))
     axes[0, 0].set_ylabel("frames", fontsize=8)
     for r, m in enumerate(models, start=1):
         cons = consistency[m]
@@ -231,9 +176,6 @@ def qualitative(notebook: str = "04_qualitative", benchmark: Any = "synthetic-vi
     strip's flow-warped prediction consistency, the runs used). The strip runs every frame as
     the clip (t, t-1) with DIS flow computed on the fly, as `udass segment` does.
     """
-    from udass.data.datasets import build_dataset
-    from udass.data.protocols import get_benchmark
-
     p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
                      device, results_dir, runs_root)
     n_images = check_int("num_images", num_images)
@@ -273,8 +215,6 @@ def qualitative(notebook: str = "04_qualitative", benchmark: Any = "synthetic-vi
 
 # =========================================================================== 05 t-SNE
 def _batch(ds: Any, indices: Sequence[int]) -> Any:
-    from udass.data.clip import collate_clips
-
     return collate_clips([ds[i] for i in indices])
 
 
@@ -287,12 +227,6 @@ def _mixed_inputs(cfg: Any, method: str, data_root: str | None, num_clips: int, 
     S', T' from a second, disjoint draw (the "previous step"). quadmix -> X_tss, X_stt; dacs ->
     the ClassMix sample (plain ClassMix of S onto T). Every clip is cropped to the profile's crop.
     """
-    from udass.data.datasets import build_dataset
-    from udass.data.protocols import get_benchmark
-    from udass.data.transforms import random_crop
-    from udass.method.quadmix import MixedClip, classmix, quadmix
-    from udass.method.templates import choose_classes, source_template
-
     bm = get_benchmark(cfg.data.benchmark)
     g = torch.Generator().manual_seed(seed)
     src = build_dataset(bm.name, "train", data_root, "source", data_cfg=cfg.data)
@@ -336,8 +270,6 @@ def feature_samples(net: torch.nn.Module, domains: Mapping[str, Any], num_classe
     with a generator seeded by `seed`. Returns (X [N, D] float32, class ids [N], domain index [N]
     into the order of `domains`).
     """
-    from udass.method.aggregation import downsample_labels
-
     g = torch.Generator().manual_seed(seed)
     xs, cs, ds = [], [], []
     net.eval()
@@ -369,6 +301,7 @@ def embedding_metrics(x: np.ndarray, classes: np.ndarray, domains: np.ndarray, s
     classes with >= min_points in both S and T of the cosine distance between the source and the
     target class means (lower: class-wise aligned). None where undefined.
     """
+    # scikit-learn takes seconds to import: only the t-SNE notebook needs it
     from sklearn.metrics import silhouette_score
 
     def sil(xx: np.ndarray, yy: np.ndarray) -> float | None:
@@ -408,11 +341,8 @@ def tsne(notebook: str = "05_tsne", benchmark: Any = "synthetic-video", backbone
     S-vs-T domain silhouette, class-wise S-T prototype cosine distance, on the features) goes to
     tsne_metrics.md / .csv and metrics.json, so the figure is not the only evidence.
     """
-    from matplotlib.figure import Figure
+    # scikit-learn takes seconds to import: only the t-SNE notebook needs it
     from sklearn.manifold import TSNE
-
-    from udass.data.protocols import get_benchmark
-    from udass.io import write_bytes
 
     p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
                      device, results_dir, runs_root, method_names=("dacs", "quadmix"))
@@ -423,7 +353,7 @@ def tsne(notebook: str = "05_tsne", benchmark: Any = "synthetic-video", backbone
     seed = p.seeds[0]
     models = _load_models(p, p.methods, seed, network, dev, progress)
     out_dir = results_folder(p.results_dir, notebook, bm.name, p.backbone)
-    palette = _palette(bm.name) / 255.0
+    palette = benchmark_palette(bm.name) / 255.0
 
     fig = Figure(figsize=(10, 4.3 * len(p.methods) + 0.8))
     axes = fig.subplots(len(p.methods), 2, squeeze=False)
@@ -440,13 +370,13 @@ def tsne(notebook: str = "05_tsne", benchmark: Any = "synthetic-video", backbone
         _tsne_panels(axes[r], emb, c, d, names, palette, m, metrics[m])
     fig.suptitle(f"{bm.name} ({p.backbone}, {p.profile}): t-SNE of decoder features ({network}, "
                  f"seed {seed}, <= {budget} pixels per domain and class)", fontsize=10)
-    _class_legend(fig, bm.name)
+    class_legend(fig, bm.name)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     figures = {"tsne": save_figure(fig, out_dir / "tsne.png")}
 
     md, csv_text = _tsne_table(bm.name, p, metrics, network, budget, seed)
     write_text(out_dir / "tsne_metrics.md", md)
-    write_bytes(out_dir / "tsne_metrics.csv", csv_text.encode())
+    write_text(out_dir / "tsne_metrics.csv", csv_text)
     record = {"notebook": notebook, "benchmark": bm.name, "backbone": p.backbone, "profile": p.profile,
               "network": network, "seed": seed, "per_class": budget, "num_clips": clips,
               "tsne": {"random_state": 0, "init": "pca"}, "methods": metrics,
@@ -503,176 +433,3 @@ def _tsne_table(benchmark: str, p: Params, metrics: Mapping[str, Any], network: 
               "- Target class labels and the target template's mask use the target ground truth (an "
               "analysis of the feature space, not how training saw the target)."]
     return "\n".join(lines) + "\n", "\n".join(csv_lines) + "\n"
-
-
-# =========================================================================== 00 explorer
-def _first(x: Tensor | None) -> Tensor | None:
-    return None if x is None else x[0]
-
-
-def explorer_figure(capture: Mapping[str, Any], benchmark: str, sample: int = 0) -> Any:
-    """The figure of one recorded training step (`StepRecord.to_dict()` plus its "step" index),
-    sample `sample` of the batch.
-
-    Rows: S (ground truth), T (teacher pseudo-labels), the templates S' and T' (with their class
-    masks), the mixed clips X_ss, X_tt, X_tss, X_stt (or the first step's ClassMix sample).
-    Columns: frame t, frame t-1, label t, label t-1, pixel weight of frame t, flow t -> t-1
-    (colour wheel), and the template mask / pseudo-label confidence / feature-mix region.
-    """
-    from matplotlib.figure import Figure
-
-    from udass.data.flow import flow_to_color
-
-    palette = _palette(benchmark)
-    rows: list[tuple[str, Mapping[str, Tensor] | None, str]] = [
-        ("S (source, labels)", capture["source"], "none"),
-        ("T (target, pseudo-labels)", capture["target"], "confidence")]
-    templates = capture.get("templates")
-    mixed = capture.get("mixed") or {}
-    if templates is not None:
-        rows += [("S' template", templates[0], "mask"), ("T' template", templates[1], "mask")]
-    for key in ("ss", "tt", "tss", "stt", "mix"):
-        if key in mixed:
-            name = "ClassMix (first step: no template yet)" if key == "mix" else f"X_{key}"
-            if key in capture.get("loss_samples", []):
-                name += " [loss]"
-            rows.append((name, mixed[key], "region" if key in ("tss", "stt") else "none"))
-    heads = ("frame t", "frame t-1", "label t", "label t-1", "weight t", "flow t→t-1", "mask / extra")
-    fig = Figure(figsize=(2.1 * len(heads), 1.25 * len(rows) + 1.0))
-    axes = fig.subplots(len(rows), len(heads), squeeze=False)
-    region = capture.get("feature_mix_region")
-    pseudo = capture.get("pseudo") or {}
-    for r, (name, clip, extra) in enumerate(rows):
-        frames, labels = clip["frames"][sample], clip["labels"][sample]
-        flows, weights = clip["flows"][sample], clip["weights"][sample]
-        k = frames.shape[0]
-        _show(axes[r, 0], _rgb(frames[0]))
-        axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-        _show(axes[r, 2], _colour(labels[0], palette))
-        _show(axes[r, 4], weights[0].numpy(), cmap="viridis", vmin=0, vmax=1)
-        axes[r, 4].text(0.02, 0.05, f"{float(weights[0].mean()):.2f}", color="white", fontsize=6,
-                        transform=axes[r, 4].transAxes)
-        if k > 1:
-            _show(axes[r, 1], _rgb(frames[1]))
-            _show(axes[r, 3], _colour(labels[1], palette))
-            _show(axes[r, 5], flow_to_color(flows[0].permute(1, 2, 0).numpy()))
-        else:
-            for c in (1, 3, 5):
-                _blank(axes[r, c], "one-frame clip")
-        if extra == "mask":
-            _show(axes[r, 6], clip["mask"][sample][0].float().numpy(), cmap="gray", vmin=0, vmax=1)
-        elif extra == "confidence" and pseudo.get("confidence") is not None:
-            _show(axes[r, 6], pseudo["confidence"][sample][0].numpy(), cmap="magma", vmin=0, vmax=1)
-        elif extra == "region" and region is not None:
-            _show(axes[r, 6], region[sample].float().numpy(), cmap="gray", vmin=0, vmax=1)
-        else:
-            _blank(axes[r, 6])
-    for c, h in enumerate(heads):
-        axes[0, c].set_title(h, fontsize=8)
-    axes[0, 6].set_title("mask / confidence /\nfeature-mix region", fontsize=7)
-    fig.suptitle(f"QuadMix explorer: training step {int(capture.get('step', 0)) + 1}, sample {sample}; "
-                 f"loss on {', '.join(capture.get('loss_samples', [])) or 'none'}", fontsize=10)
-    _class_legend(fig, benchmark)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
-    return fig
-
-
-def quadmix_explorer(notebook: str = "00_quadmix_explorer", benchmark: Any = "synthetic-video",
-                     backbone: Any = "vit", methods: Any = "quadmix", profile: Any = "demo",
-                     steps: Any = None, data_root: Any = None, seeds: Any = "0",
-                     pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
-                     runs_root: Any = "runs", iterations: Any = 3, init_from_run: bool = True,
-                     progress: bool = True) -> dict[str, Any]:
-    """Step a QuadMix Trainer a few iterations (`Trainer.train_step_recorded`) and render each step.
-
-    init_from_run: start the student (and so the teacher) from the finished quadmix run of this
-    config (trained if missing), so that the pseudo-labels and template masks are meaningful;
-    False: random initialisation. The first step has no templates (it trains as ClassMix), so
-    `iterations` >= 2 shows the four paths. Writes quadmix_explorer_step<k>.png per step and
-    metrics.json (losses, template classes and mask shares per step). Nothing is trained into
-    the run cache. Returns {"out_dir", "figures", "captures", "losses", "markdown"}.
-    """
-    from udass.config import apply_overrides
-    from udass.io import write_bytes
-    from udass.train import Trainer
-
-    p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
-                     device, results_dir, runs_root, method_names=("quadmix",))
-    n_iter = check_int("iterations", iterations)
-    if not isinstance(init_from_run, bool):
-        raise param_error("init_from_run", "True or False", init_from_run)
-    seed = p.seeds[0]
-    cfg = config_for(p, "quadmix", seed)
-    init = None
-    if init_from_run:
-        ensure_run(cfg, p.runs_root, p.device, progress)
-        init = run_checkpoint(cfg, p.runs_root)
-        cfg = apply_overrides(cfg, {"train.init_checkpoint": str(init)})
-    out_dir = results_folder(p.results_dir, notebook, p.benchmark, p.backbone)
-    trainer = Trainer(cfg, p.runs_root / "explorer-scratch", device=p.device, progress=False)
-    captures, losses, figures = [], [], {}
-    for k, (source, target) in enumerate(trainer.batches(n_iter), start=1):
-        values, record = trainer.train_step_recorded(source, target)
-        losses.append({n: round(v, 5) for n, v in values.items()})
-        capture = {**record.to_dict(), "step": k - 1}
-        captures.append(capture)
-        fig = explorer_figure(capture, p.benchmark)
-        path = out_dir / f"quadmix_explorer_step{k}.png"
-        write_bytes(path, _png_bytes(fig))
-        figures[f"step{k}"] = path
-    summary = [_capture_summary(c) for c in captures]
-    write_json(out_dir / "metrics.json", {
-        "notebook": notebook, "benchmark": p.benchmark, "backbone": p.backbone, "profile": p.profile,
-        "seed": seed, "iterations": n_iter, "init": str(init) if init else "random initialisation",
-        "losses": losses, "steps": summary,
-        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit()})
-    md = (f"QuadMix explorer on {p.benchmark} ({p.backbone}, {p.profile}): {n_iter} training steps "
-          f"from {'the trained quadmix run' if init else 'random initialisation'}; step 1 has no "
-          f"templates yet (ClassMix), later steps show the four paths.")
-    return {"out_dir": out_dir, "figures": figures, "captures": captures, "losses": losses,
-            "markdown": md, "benchmark": p.benchmark}
-
-
-def _capture_summary(capture: Mapping[str, Any]) -> dict[str, Any]:
-    """Per step: which samples carried the loss, template class counts and mask shares."""
-    out: dict[str, Any] = {"step": int(capture.get("step", 0)) + 1,
-                           "loss_samples": list(capture.get("loss_samples", [])),
-                           "mixed": sorted((capture.get("mixed") or {}).keys())}
-    tpl = capture.get("templates")
-    if tpl is not None:
-        for name, t in zip(("source_template", "target_template"), tpl):
-            out[name] = {"classes_per_sample": t["classes"].sum(1).tolist(),
-                         "mask_share": round(float(t["mask"][:, 0].float().mean()), 4)}
-    region = capture.get("feature_mix_region")
-    if region is not None:
-        out["feature_mix_region_share"] = round(float(region.float().mean()), 4)
-    return out
-
-
-def show_explorer(result: Mapping[str, Any]) -> None:
-    """Display the explorer's figures: the last step's PNG (it shows the four paths), and in a
-    live Jupyter session with ipywidgets installed a slider to step through the iterations."""
-    from IPython.display import Image, Markdown, display
-
-    figures = list(result["figures"].values())
-    display(Markdown(result.get("markdown", "")))
-    if not figures:
-        return
-    display(Image(filename=str(figures[-1])))
-    try:
-        import ipywidgets as widgets
-    except ImportError:
-        display(Markdown("Other steps: " + ", ".join(f"`{f}`" for f in figures[:-1])
-                         + " (install the `interactive` extra for a step slider)."))
-        return
-    out = widgets.Output()
-    slider = widgets.IntSlider(value=len(figures), min=1, max=len(figures), description="step")
-
-    def render(change: Mapping[str, Any]) -> None:
-        out.clear_output(wait=True)
-        with out:
-            display(Image(filename=str(figures[int(change["new"]) - 1])))
-
-    slider.observe(render, names="value")
-    display(widgets.VBox([slider, out]))
-    render({"new": slider.value})

@@ -1,4 +1,5 @@
-"""Atomic file writes: a file on disk is either complete or absent, never half-written.
+"""Atomic file writes: a file on disk is either complete or absent, never half-written; and the
+two readers / writers every layer shares (`read_json`, `save_figure`).
 
 Everything udass writes that another process may read (checkpoints, metrics, tables, flow
 files, generated datasets) goes through `atomic_write`: write a temporary file in the same
@@ -10,11 +11,15 @@ fsync costs about ten times the write.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+from udass.errors import UdassError
 
 
 @contextlib.contextmanager
@@ -55,3 +60,30 @@ def write_text(path: str | os.PathLike, text: str, durable: bool = True) -> None
 
 def write_json(path: str | os.PathLike, obj: Any, durable: bool = True) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", durable)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document at `path`, or None when there is no such file; an unreadable or corrupt
+    file is a one-line UdassError saying to delete it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as e:
+        raise UdassError(f"{path} is unreadable ({e}); delete it and run again") from None
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: float | None = 120, tight: bool = True,
+                metadata: Mapping[str, Any] | None = None) -> Path:
+    """Render a matplotlib Figure as PNG and write it atomically; returns the path.
+
+    dpi None: the figure's own; tight: crop to the drawn area (`bbox_inches="tight"`); metadata:
+    PNG text chunks (e.g. {"Software": None} for bytes that do not depend on the matplotlib
+    version).
+    """
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi="figure" if dpi is None else dpi,
+                bbox_inches="tight" if tight else None, metadata=None if metadata is None else dict(metadata))
+    write_bytes(path, buf.getvalue())
+    return Path(path)

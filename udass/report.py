@@ -1,10 +1,9 @@
-"""Reports: the paper's tables, comparison tables (Markdown + CSV) and figures.
+"""Reports: the paper's tables and comparison tables (Markdown + CSV); their figures are
+`udass.figures`.
 
 Paper numbers come from `udass/reference/*.csv` (the result tables of the authors' READMEs, see
 /work/shared/reference/README.md) and are only ever shown in rows whose source is "paper"; our
-rows come from metrics.json records. Every file is written atomically (`udass.io`). Plotting uses
-`matplotlib.figure.Figure` directly (no pyplot, no backend switch), imported only when a plot is
-drawn.
+rows come from metrics.json records. Every file is written atomically (`udass.io`).
 """
 from __future__ import annotations
 
@@ -21,15 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from udass.data.protocols import BENCHMARKS, Benchmark, get_benchmark
+from udass.benchmarks import BENCHMARKS, Benchmark, get_benchmark
 from udass.data.splits import is_partial
 from udass.errors import UdassError, unknown_name
-from udass.io import write_bytes, write_text
+from udass.io import write_text
 
 __all__ = ["PAPER_TABLES", "HEADER_CLASS_NAMES", "MEAN_HEADERS", "KNOWN_TRANSCRIPTION_ISSUES",
            "load_paper_table", "paper_table_issues", "check_paper_table", "TableIssue",
-           "comparison_table", "write_table", "per_class_bars", "training_curves",
-           "confusion_figure", "paper_benchmarks"]
+           "comparison_table", "write_table", "mean_std", "COLUMN_LABELS", "paper_benchmarks"]
 
 # ----------------------------------------------------------------------------------- paper tables
 PAPER_TABLES: Mapping[str, str] = MappingProxyType({
@@ -223,7 +221,7 @@ def check_paper_table(benchmark: Benchmark | str, tol: float = 0.05) -> list[str
 
 
 # ----------------------------------------------------------------------------------- tables
-_PRETTY = {"method": "method", "backbone": "backbone", "network": "network", "source": "source",
+COLUMN_LABELS = {"method": "method", "backbone": "backbone", "network": "network", "source": "source",
            "seeds": "seeds", "miou": "mIoU", "miou_16": "mIoU16", "miou_13": "mIoU13",
            "note": "note"}
 
@@ -245,14 +243,17 @@ def _network_part(metrics: Mapping[str, Any], network: str) -> Mapping[str, Any]
     return part if isinstance(part, Mapping) else None
 
 
-def _aggregate(values: list[float | None]) -> tuple[float | None, float | None]:
-    """Mean and sample std (ddof=1, None for one value) of the non-None values, 2 decimals."""
-    vals = [float(v) for v in values if v is not None]
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof=1; None for one value) of the values that are not None or NaN,
+    rounded to 2 decimals; (None, None) when there are none. How every table aggregates seeds."""
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not vals:
         return None, None
-    mean = round(float(np.mean(vals)), 2)
-    std = round(float(np.std(vals, ddof=1)), 2) if len(vals) > 1 else None
-    return mean, std
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return round(mean, 2), None
+    var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
+    return round(mean, 2), round(math.sqrt(var), 2)
 
 
 def _ours_rows(ours: Sequence[Mapping[str, Any]], bm: Benchmark, value_keys: list[str],
@@ -279,7 +280,7 @@ def _ours_rows(ours: Sequence[Mapping[str, Any]], bm: Benchmark, value_keys: lis
         for k in value_keys:
             vals = [(p.get("per_class_iou") or {}).get(k) if k in bm.eval_class_names() else p.get(k)
                     for p in parts]
-            row[k], s = _aggregate(vals)
+            row[k], s = mean_std(vals)
             if s is not None:
                 std[k] = s
         if std:
@@ -346,9 +347,9 @@ def comparison_table(ours: Sequence[Mapping[str, Any]], benchmark: Benchmark | s
     columns = ["method", "backbone", "network", "source", "seeds", *value_keys]
     if any(r.get("note") for r in rows):
         columns.append("note")
-    labels = {c: _PRETTY.get(c, c) for c in columns}
+    labels = {c: COLUMN_LABELS.get(c, c) for c in columns}
     if same:
-        labels["miou"] = _PRETTY.get(same[0], same[0])
+        labels["miou"] = COLUMN_LABELS.get(same[0], same[0])
     return {"benchmark": bm.name, "title": f"{bm.name}: per-class IoU and mIoU (%)",
             "columns": columns, "labels": labels, "rows": rows, "notes": notes}
 
@@ -403,196 +404,6 @@ def write_table(table: Mapping[str, Any], out_dir: str | os.PathLike,
     write_text(md_path, _markdown(table))
     write_text(csv_path, _csv(table))
     return md_path, csv_path
-
-
-# ----------------------------------------------------------------------------------- figures
-def _save_figure(fig: Any, out_png: str | os.PathLike, dpi: int = 120) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    write_bytes(out_png, buf.getvalue())
-    return Path(out_png)
-
-
-def _row_label(row: Mapping[str, Any]) -> str:
-    if row.get("label"):
-        return str(row["label"])
-    parts = [str(row.get("method", "?"))]
-    if row.get("backbone") and f"({row['backbone']}".lower() not in parts[0].lower():
-        parts.append(str(row["backbone"]))
-    if row.get("network") == "teacher":
-        parts.append("teacher")
-    if row.get("source") == "paper":
-        parts.append("[paper]")
-    return " ".join(parts)
-
-
-def _row_value(row: Mapping[str, Any], key: str) -> float:
-    if key in (row.get("per_class_iou") or {}):
-        v = row["per_class_iou"][key]
-    else:
-        v = row.get(key)
-    return float("nan") if v is None else float(v)
-
-
-def per_class_bars(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str],
-                   out_png: str | os.PathLike, title: str = "") -> Path:
-    """Grouped bars: one group per class (plus mIoU when the rows have it), one colour per row.
-
-    rows: `comparison_table` rows or metrics.json records (values under "per_class_iou" or as
-    top-level keys, IoU in percent; "std" adds error bars); a row's legend label is its "label"
-    key, else built from method / backbone / network / source. None values draw no bar.
-    Returns the PNG path.
-    """
-    from matplotlib.figure import Figure
-
-    if not rows:
-        raise ValueError("per_class_bars needs at least one row")
-    groups = list(class_names) + (["miou"] if any("miou" in r for r in rows) else [])
-    n, g = len(rows), len(groups)
-    width = 0.8 / n
-    fig = Figure(figsize=(min(18.0, max(8.0, 0.22 * g * max(3, n))), 4.5))
-    ax = fig.add_subplot()
-    colors = [_color(i, n) for i in range(n)]
-    x = np.arange(g)
-    for i, r in enumerate(rows):
-        vals = [_row_value(r, k) for k in groups]
-        std = r.get("std") or {}
-        err = [std.get(k, 0.0) for k in groups] if std else None
-        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, yerr=err, capsize=2 if err else 0,
-               color=colors[i], label=_row_label(r))
-    ax.set_xticks(x)
-    ax.set_xticklabels([_PRETTY.get(k, k) for k in groups], rotation=45, ha="right")
-    ax.set_ylabel("IoU (%)")
-    ax.set_ylim(0, 100)
-    ax.set_xlim(-0.6, g - 0.4)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=max(1, min(4, n)), loc="upper left", bbox_to_anchor=(0, -0.22))
-    if title:
-        ax.set_title(title)
-    return _save_figure(fig, out_png)
-
-
-def _color(i: int, n: int) -> tuple[float, ...]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return tuple(cmap(i % cmap.N))
-
-
-def _read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    if not path.is_file():
-        raise UdassError(f"training log {path} not found; a run writes OUT/log.csv as it trains")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        fields = list(reader.fieldnames or [])
-    if "step" not in fields:
-        raise UdassError(f"training log {path} has no 'step' column (columns: {', '.join(fields)})")
-    return fields, rows
-
-
-def _series(rows: list[dict[str, str]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for r in rows:
-        try:
-            x, y = float(r["step"]), float(r.get(key) or "nan")
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(x) and math.isfinite(y):
-            xs.append(x)
-            ys.append(y)
-    return np.asarray(xs), np.asarray(ys)
-
-
-def training_curves(log_csvs: Mapping[str, str | os.PathLike], out_png: str | os.PathLike,
-                    keys: Sequence[str] | None = None, title: str = "") -> Path:
-    """Training curves from runs' log.csv files: one panel per key, one line per run.
-
-    log_csvs: {run label: path of a log.csv with a 'step' column}.
-    keys: the columns to plot (e.g. ("loss_total", "loss_source", "lr")); None = every column
-          whose name starts with "loss". Keys no log has are skipped; empty or non-numeric cells
-          are skipped. Returns the PNG path.
-    """
-    from matplotlib.figure import Figure
-
-    if not log_csvs:
-        raise ValueError("training_curves needs at least one log")
-    logs = {name: _read_log(Path(p)) for name, p in log_csvs.items()}
-    found: list[str] = []
-    for fields, _ in logs.values():
-        found += [f for f in fields if f not in found]
-    wanted = [k for k in found if k.startswith("loss")] if keys is None else list(keys)
-    present = [k for k in wanted if k in found]
-    if not present:
-        raise UdassError(f"none of the columns {wanted or ['loss*']} is in the logs "
-                         f"(columns found: {', '.join(found)})")
-    ncols = min(3, len(present))
-    nrows = math.ceil(len(present) / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax, key in zip(axes.flat, present):
-        for i, (name, (_, rows)) in enumerate(logs.items()):
-            x, y = _series(rows, key)
-            if x.size:
-                ax.plot(x, y, color=_color(i, len(logs)), lw=1.0, label=name)
-        ax.set_title(key, fontsize=10)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(present):]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save_figure(fig, out_png)
-
-
-def confusion_figure(matrix: Any, class_names: Sequence[str], out_png: str | os.PathLike,
-                     normalize: bool = True, title: str = "") -> Path:
-    """Heat map of a [C, C] confusion matrix (rows ground truth, columns prediction).
-
-    matrix: a udass.evaluate.ConfusionMatrix, tensor or array; class_names: C names.
-    normalize: show each row as percent of its ground-truth pixels (rows without ground truth
-    grey); else raw counts. Cells >= 1 % are annotated when C <= 25. Returns the PNG path.
-    """
-    from matplotlib.figure import Figure
-
-    from udass.evaluate import _as_numpy_matrix
-
-    m = _as_numpy_matrix(matrix)
-    c = m.shape[0]
-    if len(class_names) != c:
-        raise ValueError(f"{len(class_names)} class names for a {c}-class confusion matrix")
-    if normalize:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shown = 100.0 * m / m.sum(axis=1, keepdims=True)
-    else:
-        shown = m
-    fig = Figure(figsize=(1.0 + 0.42 * c, 0.8 + 0.4 * c))
-    ax = fig.add_subplot()
-    from matplotlib import colormaps
-
-    cmap = colormaps["Blues"].with_extremes(bad="#dddddd")
-    im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=0,
-                   vmax=100 if normalize else None)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
-                 label="% of ground-truth pixels" if normalize else "pixels")
-    ax.set_xticks(range(c))
-    ax.set_yticks(range(c))
-    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticklabels(class_names, fontsize=8)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
-    if normalize and c <= 25:
-        for i in range(c):
-            for j in range(c):
-                v = shown[i, j]
-                if math.isfinite(v) and v >= 1.0:
-                    ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6,
-                            color="white" if v > 55 else "black")
-    if title:
-        ax.set_title(title)
-    return _save_figure(fig, out_png)
 
 
 def paper_benchmarks() -> list[str]:

@@ -11,9 +11,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
+from udass import __version__
 from udass.errors import UdassError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -167,16 +169,15 @@ def device_description(device: torch.device) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    import numpy
-
-    versions = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__}
+    """Versions of python, torch, numpy, OpenCV and udass, for run.json."""
+    versions = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__}
     try:
+        # OpenCV belongs to the data layer: read only for its version here, so that this base
+        # module imports without it
         import cv2
 
         versions["opencv"] = cv2.__version__
     except ImportError:  # pragma: no cover
         pass
-    from udass import __version__
-
     versions["udass"] = __version__
     return versions

@@ -22,13 +22,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from udass.benchmarks import get_benchmark
+from udass.data.flow import estimate_flow_dis
+from udass.data.transforms import resize_clip
 from udass.errors import UdassError
+from udass.evaluate import load_network
 from udass.io import write_bytes
+from udass.runtime import resolve_device
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FOLDER_FPS = 10.0          # frame rate of the overlay video of a folder of frames
@@ -56,8 +62,6 @@ def list_frames(folder: Path) -> list[Path]:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    import cv2
-
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise UdassError(f"unreadable frame {path} (not an image OpenCV can decode); remove it from "
@@ -71,8 +75,6 @@ def read_input(input: str | os.PathLike) -> tuple[Iterator[tuple[str, np.ndarray
     Errors (UdassError): a missing input, a folder without image files, a video OpenCV cannot
     open or read a first frame from.
     """
-    import cv2
-
     path = Path(input)
     if not path.exists():
         raise UdassError(f"input {path} does not exist; pass a folder of frames "
@@ -109,8 +111,6 @@ def read_input(input: str | os.PathLike) -> tuple[Iterator[tuple[str, np.ndarray
 # ----------------------------------------------------------------------------------- prediction
 def _to_model_input(rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """uint8 H x W x 3 -> float [3, h, w] in [0, 1] at size (h, w), resized as the datasets do."""
-    from udass.data.transforms import resize_clip
-
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)[None]
     empty = t.new_zeros(0, 2, *t.shape[-2:])
     return resize_clip(t, empty, None, size)[0][0].contiguous()
@@ -127,10 +127,6 @@ def dis_flow(frame_t: np.ndarray, frame_prev: np.ndarray, preset: str = "medium"
     pool generating synthetic data in the same Python session) can deadlock in the child; at the
     model's input size the single-threaded DIS costs little. The thread count is restored after.
     """
-    import cv2
-
-    from udass.data.flow import estimate_flow_dis
-
     threads = cv2.getNumThreads()
     cv2.setNumThreads(0)
     try:
@@ -195,8 +191,6 @@ def overlay(rgb: np.ndarray, colours: np.ndarray, alpha: float = OVERLAY_ALPHA) 
 
 
 def _png(rgb: np.ndarray) -> bytes:
-    import cv2
-
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
         raise UdassError("could not encode a PNG")
@@ -207,8 +201,6 @@ class _VideoOut:
     """An mp4v writer into a temporary file beside `path`, renamed into place by `close`."""
 
     def __init__(self, path: Path, fps: float, size_wh: tuple[int, int]) -> None:
-        import cv2
-
         self.path = path
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
         os.close(fd)
@@ -221,8 +213,6 @@ class _VideoOut:
                              f"written regardless")
 
     def write(self, rgb: np.ndarray) -> None:
-        import cv2
-
         if (rgb.shape[1], rgb.shape[0]) != self.size:
             rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -244,10 +234,6 @@ def segment(input: str | os.PathLike, checkpoint: str | os.PathLike, out: str | 
     frames are named frame_000000, ...) and `<out>/overlay.mp4`. network: "teacher" (the EMA
     teacher, default) or "student". Returns the written paths.
     """
-    from udass.data.protocols import get_benchmark
-    from udass.evaluate import load_network
-    from udass.runtime import resolve_device
-
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
         raise UdassError(f"checkpoint {ckpt} does not exist; pass a file written by `udass train` "

@@ -11,6 +11,7 @@ import io
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -73,8 +74,6 @@ def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
 
 def resize_flow_np(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """numpy twin of `resize_flow` for H x W x 2 arrays; size is (H', W')."""
-    import cv2
-
     h, w = flow.shape[:2]
     nh, nw = size
     if (h, w) == (nh, nw):
@@ -157,8 +156,6 @@ def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
 
 # ----------------------------------------------------------------------------------- estimation
 def _gray(img: np.ndarray) -> np.ndarray:
-    import cv2
-
     if img.ndim == 2:
         return img
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
@@ -170,8 +167,6 @@ def estimate_flow_dis(frame_t: np.ndarray, frame_prev: np.ndarray, preset: str =
     frame_t, frame_prev: uint8 RGB H x W x 3 (or gray H x W). Returns float32 H x W x 2 with
     frame_t(p) ~ frame_prev(p + flow(p)).
     """
-    import cv2
-
     presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
@@ -182,8 +177,6 @@ def estimate_flow_dis(frame_t: np.ndarray, frame_prev: np.ndarray, preset: str =
 # ----------------------------------------------------------------------------------- display
 def flow_to_color(flow: np.ndarray, max_norm: float | None = None) -> np.ndarray:
     """Colour-wheel rendering of H x W x 2 flow (hue = direction, saturation = magnitude): uint8 RGB."""
-    import cv2
-
     fx, fy = flow[..., 0].astype(np.float32), flow[..., 1].astype(np.float32)
     mag, ang = cv2.cartToPolar(fx, fy, angleInDegrees=True)
     norm = max_norm if max_norm is not None else max(float(mag.max()), 1e-6)

@@ -24,13 +24,15 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
-from udass.config import build_config
-from udass.data.datasets import ROLES, build_dataset, resolve_data_root, resolve_flow_root
+from udass.benchmarks import get_benchmark
+from udass.config import DataConfig
+from udass.data.datasets import DOMAIN_SPLITS, build_dataset, resolve_data_root, resolve_flow_root
 from udass.data.flow import estimate_flow_dis, write_flow
 from udass.data.imageio import read_rgb
-from udass.data.protocols import get_benchmark
 from udass.errors import UdassError, unknown_name
 
 PRESETS = ("ultrafast", "fast", "medium")
@@ -45,11 +47,12 @@ class FlowJob:
     out: Path
 
 
-def flow_jobs(benchmark: str, data_root: Path, flow_root: Path) -> list[FlowJob]:
-    """Every flow the benchmark's clips read (train source / target and val target), deduplicated."""
-    cfg = replace(build_config(benchmark).data, flow_source="dis")
+def flow_jobs(benchmark: str, data_root: Path, flow_root: Path, data_cfg: DataConfig) -> list[FlowJob]:
+    """Every flow the benchmark's clips read (train source / target and val target), deduplicated.
+    data_cfg: the DataConfig whose clips need the flows (read with flow source dis)."""
+    cfg = replace(data_cfg, flow_source="dis")
     jobs: dict[Path, FlowJob] = {}
-    for domain, split in ROLES:
+    for domain, split in DOMAIN_SPLITS:
         ds = build_dataset(benchmark, split, data_root, domain, data_cfg=cfg, flow_root=flow_root)
         for i in range(len(ds)):
             p = ds.raw_paths(i)
@@ -87,8 +90,6 @@ def _check_frames(jobs: list[FlowJob], benchmark: str, root: Path) -> None:
 
 def downscale(img: np.ndarray, max_width: int | None) -> np.ndarray:
     """Shrink uint8 H x W x C to width `max_width` (aspect kept, INTER_AREA); unchanged if narrower."""
-    import cv2
-
     h, w = img.shape[:2]
     if not max_width or w <= max_width:
         return img
@@ -111,14 +112,10 @@ def _work(args: tuple[FlowJob, str, int | None]) -> float:
 
 
 def _init_worker() -> None:
-    import cv2
-
     cv2.setNumThreads(1)  # one core per worker process
 
 
 def _run(todo: list[FlowJob], workers: int, preset: str, max_width: int | None) -> None:
-    from tqdm import tqdm
-
     args = [(job, preset, max_width) for job in todo]
     with tqdm(total=len(todo), unit="flow", desc="DIS flow", smoothing=0.05) as bar:
         if workers == 1:
@@ -133,11 +130,12 @@ def _run(todo: list[FlowJob], workers: int, preset: str, max_width: int | None) 
 
 def compute_flows(benchmark: str, data_root: str | Path | None, flow_root: str | Path | None = None,
                   workers: int = 1, preset: str = "medium", max_width: int | None = None,
-                  shard: tuple[int, int] | None = None) -> dict:
+                  shard: tuple[int, int] | None = None, *, data_cfg: DataConfig) -> dict:
     """Fill the flow cache of `benchmark` with DIS flows; existing files are kept (resumable).
 
-    data_root: folder holding the dataset folders (None: the synthetic cache of a synthetic
-    benchmark). flow_root: default `<data root>/udass_flow`. workers > 1: a process pool.
+    data_cfg: the DataConfig of the runs that will read the flows, built by the caller
+    (`build_config(benchmark).data`). data_root: folder holding the dataset folders (None:
+    `data_cfg.data_root`, else the synthetic cache of a synthetic benchmark). flow_root: default `<data root>/udass_flow`. workers > 1: a process pool.
     preset: DIS preset (ultrafast | fast | medium). max_width: store flows at most this wide
     (None: the frame's stored resolution). shard: (i, n) computes only shard i of n
     (`shard_jobs`); None: every flow. Returns counts and timing (of the shard).
@@ -155,9 +153,9 @@ def compute_flows(benchmark: str, data_root: str | Path | None, flow_root: str |
     if not bench.is_video:
         print(f"{benchmark} is an image benchmark: its clips are single frames and need no optical flow")
         return summary
-    root = resolve_data_root(benchmark, data_root, build_config(benchmark).data)
+    root = resolve_data_root(benchmark, data_root, data_cfg)
     froot = resolve_flow_root(root, flow_root, "dis")
-    jobs = flow_jobs(benchmark, root, froot)
+    jobs = flow_jobs(benchmark, root, froot, data_cfg)
     part = ""
     if shard is not None:
         part = f" in shard {shard[0]}/{shard[1]} (of {len(jobs)} in all)"

@@ -18,7 +18,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image
 
 from udass.errors import UdassError
 
@@ -39,8 +41,6 @@ def read_rgb(path: str | os.PathLike, hint: str = "") -> np.ndarray:
 
     hint: appended to error messages (e.g. the command that checks or makes the file).
     """
-    import cv2
-
     path = Path(path)
     _require_file(path, "image", hint)
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -51,8 +51,6 @@ def read_rgb(path: str | os.PathLike, hint: str = "") -> np.ndarray:
 
 def image_size(path: str | os.PathLike, hint: str = "") -> tuple[int, int]:
     """(H, W) of an image file, from its header only (fast)."""
-    from PIL import Image
-
     path = Path(path)
     _require_file(path, "image", hint)
     try:
@@ -69,8 +67,6 @@ def read_label_index(path: str | os.PathLike, hint: str = "") -> np.ndarray:
     The palette INDEX is returned, never the colour. A colour (RGB) PNG is an error: it holds
     colours, not ids (e.g. a Cityscapes `_color.png` given instead of `_labelIds.png`).
     """
-    from PIL import Image
-
     path = Path(path)
     _require_file(path, "label", hint)
     try:
@@ -93,8 +89,6 @@ def read_label_synthia(path: str | os.PathLike, hint: str = "") -> np.ndarray:
     The files are 16-bit 3-channel PNGs (class id in R, instance id in G/B); a single-channel
     file is taken as the ids themselves.
     """
-    import cv2
-
     path = Path(path)
     _require_file(path, "label", hint)
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

@@ -1,22 +1,31 @@
-"""Class protocols of the four paper benchmarks (docs/datasets.md): class lists, raw-id maps,
-evaluation subsets, long-tail classes and colour palettes.
+"""The datasets' raw label encodings and their mapping to train ids.
 
-Everything a loader, the trainer or an evaluator needs to know about classes lives here, once.
-Raw ids are the datasets' own label encodings; train ids index `Protocol.classes`; 255 is ignore.
-It also records the split sizes of the real datasets (`SPLIT_SIZES`), which `udass check-data`,
-training and `udass evaluate` compare the splits found on disk against.
+Raw ids are the datasets' own label encodings (Cityscapes labelIds, GTAV palette indices,
+SYNTHIA / VIPER class ids); `map_label` turns them into train ids of a protocol of
+`udass.benchmarks` (255 = ignore), counting the files that hold ids outside their encoding.
+The benchmark registry itself (classes, protocols, benchmarks, split sizes) lives in
+`udass.benchmarks`; its names are re-exported here for code written against this module.
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Mapping
 
 import numpy as np
 
-IGNORE = 255
+# the benchmark registry, defined in udass.benchmarks (below the configuration) and re-exported
+# for code that imports it from here
+from udass.benchmarks import (BENCHMARKS, CITYSCAPES_19, CLASS_COLORS, IGNORE_INDEX, PROTOCOLS,
+                              ROLES, SPLIT_SIZES, SYNTHIA_SEQ_12, VIPER_15, Benchmark, Protocol,
+                              get_benchmark)
+
+__all__ = ["CITYSCAPES_LABELS", "RAW_ID_MAX", "LabelIdWarning", "id_lut", "outside_encoding",
+           "map_label", "unexpected_label_ids", "reset_unexpected_label_ids",
+           # re-exported from udass.benchmarks
+           "BENCHMARKS", "CITYSCAPES_19", "CLASS_COLORS", "IGNORE_INDEX", "PROTOCOLS", "ROLES",
+           "SPLIT_SIZES", "SYNTHIA_SEQ_12", "VIPER_15", "Benchmark", "Protocol", "get_benchmark"]
 
 # Cityscapes labelIds: (id, name, colour). `cityscapesscripts.helpers.labels` defines the same table;
 # GTAV labels are palette PNGs whose index is this id (and whose palette is these colours).
@@ -36,24 +45,6 @@ CITYSCAPES_LABELS: tuple[tuple[int, str, tuple[int, int, int]], ...] = (
     (33, "bicycle", (119, 11, 32)),
 )
 
-CITYSCAPES_19 = ("road", "sidewalk", "building", "wall", "fence", "pole", "light", "sign",
-                 "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-                 "motorcycle", "bicycle")
-SYNTHIA_SEQ_12 = ("road", "sidewalk", "building", "fence", "pole", "light", "sign", "vegetation",
-                  "sky", "person", "rider", "car")
-VIPER_15 = ("road", "sidewalk", "building", "fence", "light", "sign", "vegetation", "terrain", "sky",
-            "person", "car", "truck", "bus", "motorcycle", "bicycle")
-
-# Colour of each train class, by name (the Cityscapes colours).
-CLASS_COLORS: Mapping[str, tuple[int, int, int]] = MappingProxyType({
-    "road": (128, 64, 128), "sidewalk": (244, 35, 232), "building": (70, 70, 70),
-    "wall": (102, 102, 156), "fence": (190, 153, 153), "pole": (153, 153, 153),
-    "light": (250, 170, 30), "sign": (220, 220, 0), "vegetation": (107, 142, 35),
-    "terrain": (152, 251, 152), "sky": (70, 130, 180), "person": (220, 20, 60),
-    "rider": (255, 0, 0), "car": (0, 0, 142), "truck": (0, 0, 70), "bus": (0, 60, 100),
-    "train": (0, 80, 100), "motorcycle": (0, 0, 230), "bicycle": (119, 11, 32),
-})
-
 # Raw label encodings: the largest id each dataset defines. An id above it is "outside the encoding"
 # (a corrupt file or the wrong dataset): it is mapped to ignore (255), as the reference converters
 # do, and counted (`map_label` warns; `udass check-data --full` lists every such file).
@@ -65,58 +56,11 @@ RAW_ID_MAX: Mapping[str, int] = MappingProxyType({
     "viper": 31,        # VIPER cls/*.png class index
 })
 
-_CS19 = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
-         26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """A class protocol: train classes and how each raw encoding maps onto them."""
-
-    name: str
-    classes: tuple[str, ...]
-    id_maps: Mapping[str, Mapping[int, int]]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def index(self, name: str) -> int:
-        return self.classes.index(name)
-
-    def palette(self) -> np.ndarray:
-        """uint8 [256, 3]: colour of each train id (ignore and unused ids black)."""
-        pal = np.zeros((256, 3), np.uint8)
-        for i, c in enumerate(self.classes):
-            pal[i] = CLASS_COLORS[c]
-        return pal
-
-
-PROTOCOLS: Mapping[str, Protocol] = MappingProxyType({
-    "cityscapes19": Protocol("cityscapes19", CITYSCAPES_19, MappingProxyType({
-        "cityscapes": _CS19,
-        "gta": _CS19,
-        "synthia": {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 16: 9, 1: 10, 10: 11,
-                    17: 12, 8: 13, 18: 14, 19: 15, 20: 16, 12: 17, 11: 18},
-    })),
-    "synthia-seq12": Protocol("synthia-seq12", SYNTHIA_SEQ_12, MappingProxyType({
-        "cityscapes": {7: 0, 8: 1, 11: 2, 13: 3, 17: 4, 19: 5, 20: 6, 21: 7, 23: 8, 24: 9, 25: 10,
-                       26: 11},
-        "synthia-seq": {3: 0, 4: 1, 2: 2, 5: 3, 7: 4, 15: 5, 9: 6, 6: 7, 1: 8, 10: 9, 11: 10, 8: 11},
-    })),
-    "viper15": Protocol("viper15", VIPER_15, MappingProxyType({
-        "cityscapes": {7: 0, 8: 1, 11: 2, 13: 3, 19: 4, 20: 5, 21: 6, 22: 7, 23: 8, 24: 9, 25: 9,
-                       26: 10, 27: 11, 28: 12, 32: 13, 33: 14},
-        "viper": {3: 0, 4: 1, 9: 2, 11: 3, 13: 4, 14: 5, 7: 6, 8: 6, 6: 7, 2: 8, 20: 9, 24: 10,
-                  27: 11, 26: 12, 23: 13, 22: 14},
-    })),
-})
-
 
 @lru_cache(maxsize=None)
 def id_lut(protocol: str, encoding: str) -> np.ndarray:
     """uint8 [65536] lookup table raw id -> train id (255 for ids the protocol does not train on)."""
-    lut = np.full(65536, IGNORE, np.uint8)
+    lut = np.full(65536, IGNORE_INDEX, np.uint8)
     for raw, train in PROTOCOLS[protocol].id_maps[encoding].items():
         lut[raw] = train
     lut.setflags(write=False)
@@ -161,8 +105,8 @@ def map_label(raw: np.ndarray, protocol: str, encoding: str, source: str = "labe
         return id_lut(protocol, encoding)[raw.astype(np.int64, copy=False)]
     _note_unexpected(encoding, source, ids, pixels)
     bad = (raw > RAW_ID_MAX[encoding]) | (raw < 0)
-    out = id_lut(protocol, encoding)[np.where(bad, IGNORE, raw).astype(np.int64, copy=False)]
-    out[bad] = IGNORE
+    out = id_lut(protocol, encoding)[np.where(bad, IGNORE_INDEX, raw).astype(np.int64, copy=False)]
+    out[bad] = IGNORE_INDEX
     return out
 
 
@@ -190,113 +134,3 @@ def unexpected_label_ids() -> dict[str, dict[str, tuple[tuple[int, ...], int]]]:
 def reset_unexpected_label_ids() -> None:
     """Forget the files counted by `map_label` (e.g. between two checks in one process)."""
     _UNEXPECTED.clear()
-
-
-# Split sizes of the real datasets, in clips (DA-VSN / TPS split lists: CityscapesSeq_list
-# train.txt 2975 / val.txt 500, SynthiaSeq_list/train.txt 849 = frames 000001..000849,
-# Viper_list/train.txt 13367 = every 10th frame from 10 of the 77 train sequences; GTAV and
-# SYNTHIA-RAND-CITYSCAPES: every frame of the release). docs/datasets.md cites the sources.
-SPLIT_SIZES: Mapping[tuple[str, str], int] = MappingProxyType({
-    ("cityscapes", "train"): 2975, ("cityscapes", "val"): 500,
-    ("cityscapes-seq", "train"): 2975, ("cityscapes-seq", "val"): 500,
-    ("gta", "train"): 24966,
-    ("synthia", "train"): 9400,
-    ("synthia-seq", "train"): 849,
-    ("viper", "train"): 13367,
-})
-ROLES = ("source/train", "target/train", "target/val")
-
-
-def _split_sizes(source: str, target: str) -> Mapping[str, int]:
-    """Expected clips per role of a benchmark on the real datasets."""
-    return MappingProxyType({"source/train": SPLIT_SIZES[(source, "train")],
-                             "target/train": SPLIT_SIZES[(target, "train")],
-                             "target/val": SPLIT_SIZES[(target, "val")]})
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """A source -> target benchmark: datasets, protocol, evaluation subsets, long-tail classes.
-
-    `source` / `target` name dataset layouts (`synthia-seq`, `viper`, `gta`, `synthia`,
-    `cityscapes-seq`, `cityscapes`); `eval_classes` are the train ids of the main mIoU;
-    `subsets` extra named means written to metrics.json (e.g. `miou_13`); `long_tail` the class
-    ids the templates always take when present (None: the rarest source classes, computed);
-    `split_sizes` the clips of each role ("source/train", "target/train", "target/val") on the
-    real datasets (empty for the synthetic benchmarks: a generated root records its own counts
-    in its marker, see `udass.data.splits.expected_split_sizes`).
-    """
-
-    name: str
-    kind: str  # "video" | "image"
-    source: str
-    target: str
-    protocol: Protocol
-    eval_classes: tuple[int, ...]
-    subsets: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    long_tail: tuple[int, ...] | None = None
-    synthetic: bool = False
-    split_sizes: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def is_video(self) -> bool:
-        return self.kind == "video"
-
-    @property
-    def num_classes(self) -> int:
-        return self.protocol.num_classes
-
-    @property
-    def eval_align_corners(self) -> bool:
-        """How the field's reference evaluation of this benchmark upsamples logits to the label
-        size: the video benchmarks as TPS / DA-VSN (`nn.Upsample(..., align_corners=True)`), the
-        image benchmarks as mmseg (DAFormer / HRDA / MIC: `resize(..., align_corners=False)`)."""
-        return self.is_video
-
-    def eval_class_names(self) -> tuple[str, ...]:
-        return tuple(self.protocol.classes[i] for i in self.eval_classes)
-
-
-def _all_but(protocol: Protocol, *names: str) -> tuple[int, ...]:
-    return tuple(i for i, c in enumerate(protocol.classes) if c not in names)
-
-
-_SEQ = PROTOCOLS["synthia-seq12"]
-_VIP = PROTOCOLS["viper15"]
-_C19 = PROTOCOLS["cityscapes19"]
-_SYN16 = _all_but(_C19, "terrain", "truck", "train")
-_SYN13 = _all_but(_C19, "terrain", "truck", "train", "wall", "fence", "pole")
-
-BENCHMARKS: Mapping[str, Benchmark] = MappingProxyType({
-    "synthia-seq2cityscapes-seq": Benchmark(
-        "synthia-seq2cityscapes-seq", "video", "synthia-seq", "cityscapes-seq", _SEQ,
-        _all_but(_SEQ, "fence"),
-        long_tail=tuple(_SEQ.index(c) for c in ("fence", "pole", "light", "sign", "rider")),
-        split_sizes=_split_sizes("synthia-seq", "cityscapes-seq")),
-    "viper2cityscapes-seq": Benchmark(
-        "viper2cityscapes-seq", "video", "viper", "cityscapes-seq", _VIP, tuple(range(15)),
-        long_tail=tuple(_VIP.index(c) for c in ("fence", "light", "sign", "terrain", "motorcycle",
-                                                "bicycle")),
-        split_sizes=_split_sizes("viper", "cityscapes-seq")),
-    "gtav2cityscapes": Benchmark(
-        "gtav2cityscapes", "image", "gta", "cityscapes", _C19, tuple(range(19)),
-        long_tail=(3, 4, 5, 6, 12, 15, 16, 17, 18), split_sizes=_split_sizes("gta", "cityscapes")),
-    "synthia2cityscapes": Benchmark(
-        "synthia2cityscapes", "image", "synthia", "cityscapes", _C19, _SYN16,
-        subsets=MappingProxyType({"miou_16": _SYN16, "miou_13": _SYN13}),
-        long_tail=(3, 4, 5, 6, 7, 12, 13, 18), split_sizes=_split_sizes("synthia", "cityscapes")),
-    # Embedded benchmarks: the same layouts and protocols as their real counterparts.
-    "synthetic-video": Benchmark(
-        "synthetic-video", "video", "synthia-seq", "cityscapes-seq", _SEQ, _all_but(_SEQ, "fence"),
-        synthetic=True),
-    "synthetic-image": Benchmark(
-        "synthetic-image", "image", "gta", "cityscapes", _C19, tuple(range(19)), synthetic=True),
-})
-
-
-def get_benchmark(name: str) -> Benchmark:
-    from udass.errors import unknown_name
-
-    if name not in BENCHMARKS:
-        raise unknown_name("benchmark", name, BENCHMARKS)
-    return BENCHMARKS[name]

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from udass.data.protocols import ROLES, Benchmark, get_benchmark
+from udass.benchmarks import ROLES, Benchmark, get_benchmark
+from udass.data.synthetic import MARKER, read_marker
 from udass.errors import UdassError
 
 SHOW = 3                          # missing paths named in a message
@@ -63,9 +64,6 @@ def marker_split_sizes(bench: Benchmark, counts: Mapping[str, Any]) -> dict[str,
 
 def read_root_marker(data_root: str | Path) -> dict[str, Any] | None:
     """The marker of a generated root, or None (a real data root, or an unreadable marker)."""
-    # udass.data.synthetic holds the renderer (cv2 and friends): imported only when needed
-    from udass.data.synthetic import read_marker
-
     marker = read_marker(data_root)
     return marker if isinstance(marker, dict) else None
 
@@ -87,8 +85,6 @@ def size_source(benchmark: str | Benchmark, data_root: str | Path) -> str:
     """Where `expected_split_sizes` took its numbers from, for messages."""
     bench = benchmark if isinstance(benchmark, Benchmark) else get_benchmark(benchmark)
     if read_root_marker(data_root) is not None:
-        from udass.data.synthetic import MARKER
-
         return f"the counts in {Path(data_root) / MARKER}"
     if bench.split_sizes:
         return "the real datasets' split lists (docs/datasets.md)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from udass.data.imageio import read_label_index
@@ -48,8 +49,6 @@ def remove_ego_vehicle(raw: np.ndarray) -> np.ndarray:
 
     raw: H x W VIPER class ids. Returns a new array (or `raw` itself when there is no ego car).
     """
-    import cv2
-
     _, comp = cv2.connectedComponents((raw == CAR).astype(np.uint8), connectivity=8)
     ego = comp[-1, comp.shape[1] // 2]
     if ego == 0:

@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from udass.benchmarks import IGNORE_INDEX
 from udass.config import AggregationConfig
 from udass.method.feature_mix import downsample_mask
-
-IGNORE_INDEX = 255
 
 
 def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.profiler import record_function
 
-IGNORE_INDEX = 255
+from udass.benchmarks import IGNORE_INDEX
 
 
 def upsample_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:

@@ -14,8 +14,6 @@ from torch import Tensor
 
 from udass.method.teacher import PseudoLabels
 
-IGNORE_INDEX = 255
-
 
 @dataclass
 class Template:

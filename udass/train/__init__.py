@@ -1,8 +1,10 @@
 """Training: the step of each method (`step`), the loop around it (`loop`: seeding, optimiser,
-EMA teacher, checkpoints and exact resume, logging, DDP, AMP), step-indexed sampling (`sampler`)
-and the optimiser recipes (`optim`)."""
+EMA teacher, checkpoints and exact resume, logging, DDP, AMP), step-indexed sampling (`sampler`),
+the optimiser recipes (`optim`), log.csv (`log`) and the `udass train` line of a Config
+(`command`)."""
 from udass.train.learner import Learner
-from udass.train.loop import (LOG_COLUMNS, RUN_CONTROL_KEYS, Trainer, TrainingDiverged,
+from udass.train.log import LOG_COLUMNS
+from udass.train.loop import (RUN_CONTROL_KEYS, Trainer, TrainingDiverged,
                               compute_long_tail, config_from_args, prepare_run, train,
                               train_from_args)
 from udass.train.optim import build_optimizer, clip_gradients, lr_factor

@@ -9,7 +9,6 @@ parameters to an uninterrupted run on CPU.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -25,14 +24,14 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.profiler import record_function
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from udass import checkpoint as ckpt
-from udass.config import (Config, build_config, config_diff, config_from_dict, parse_set_args,
-                          train_command)
+from udass.benchmarks import IGNORE_INDEX, Benchmark, get_benchmark
+from udass.config import Config, build_config, config_diff, config_from_dict, parse_set_args
 from udass.data.clip import ClipBatch, collate_clips
 from udass.data.datasets import build_dataset
 from udass.data.splits import check_split, clip_counts
-from udass.data.protocols import IGNORE, Benchmark, get_benchmark
 from udass.data.synthetic import ensure_synthetic_root, read_marker
 from udass.errors import UdassError
 from udass.evaluate import align_corners_of, evaluate_model, metrics_record, temporal_consistency
@@ -44,7 +43,9 @@ from udass.models import build_model_from_config
 from udass.runtime import (barrier, broadcast_buffers, device_description, git_commit, init_distributed,
                            library_versions, set_determinism, step_seed,
                            tune_cpu_allocator)
+from udass.train.command import train_command
 from udass.train.learner import Learner
+from udass.train.log import LogWriter
 from udass.train.optim import build_optimizer, clip_gradients, lr_factor
 from udass.train.sampler import StepBatchSampler, make_loader
 from udass.train.step import (Networks, StepEnv, StepOutput, StepRecord, dacs_step, quadmix_step,
@@ -54,8 +55,6 @@ from udass.train.step import (Networks, StepEnv, StepOutput, StepRecord, dacs_st
 RUN_CONTROL_KEYS = ("train.checkpoint_every", "train.log_every", "train.eval_every",
                     "data.num_workers", "data.data_root", "data.flow_root", "train.eval_max_clips",
                     "data.allow_partial")
-LOG_COLUMNS = ("step", "lr", "loss_total", "loss_src", "loss_aux", "loss_trg", "loss_mix",
-               "loss_feat", "loss_agg", "pseudo_weight", "seconds")
 
 
 class TrainingDiverged(UdassError):
@@ -74,7 +73,7 @@ def compute_long_tail(dataset: Dataset, num_classes: int, fraction: float = 0.4,
         if labels is None:
             continue
         lab = labels[0].flatten()
-        lab = lab[lab != IGNORE]
+        lab = lab[lab != IGNORE_INDEX]
         counts += torch.bincount(lab, minlength=num_classes)[:num_classes].double()
     present = [c for c in range(num_classes) if counts[c] > 0]
     present.sort(key=lambda c: float(counts[c]))
@@ -193,8 +192,7 @@ class Trainer:
         val (target val, native-resolution labels)."""
         if role not in self._datasets:
             c = self.cfg
-            kw = dict(data_root=self.data_root, profile=c.train.profile, data_cfg=c.data,
-                      flow_root=c.data.flow_root)
+            kw = dict(data_root=self.data_root, data_cfg=c.data, flow_root=c.data.flow_root)
             if role == "source":
                 ds = build_dataset(c.data.benchmark, "train", domain="source", **kw)
             elif role == "target":
@@ -370,8 +368,6 @@ class Trainer:
                 for s, t in zip(self.sampler("source", 0, steps), self.sampler("target", 0, steps))]
 
     def _train_until(self, end: int) -> None:
-        from tqdm import tqdm
-
         cfg, d = self.cfg, self.dist
         pin = self.device.type == "cuda"
         tgt = make_loader(self.dataset("target"), self.sampler("target", self.step, end),
@@ -383,7 +379,7 @@ class Trainer:
                                     cfg.data.num_workers, pin))
             if self.method == "quadmix":
                 _ = self.long_tail  # computed once, before the clock starts
-        log = _LogWriter(self.out / "log.csv", self.step) if d.is_main else None
+        log = LogWriter(self.out / "log.csv", self.step) if d.is_main else None
         bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not (self.progress and d.is_main),
                    desc=f"{cfg.train.method} {cfg.model.backbone}", dynamic_ncols=True, file=sys.stderr)
         every = max(1, cfg.train.checkpoint_every)
@@ -466,53 +462,6 @@ class Trainer:
             "step": self.step, "miou": rec.get("miou") if rec else None,
         }
         write_json(self.out / "run.json", info)
-
-
-# ----------------------------------------------------------------------------------- logging
-class _LogWriter:
-    """Appends rows of LOG_COLUMNS to log.csv; on resume, rows past the resumed step (written
-    after the last checkpoint of an interrupted run) are dropped first."""
-
-    def __init__(self, path: Path, resume_step: int) -> None:
-        self.path = path
-        rows: list[list[str]] = []
-        if path.exists():
-            with open(path, newline="") as f:
-                reader = csv.reader(f)
-                header = next(reader, None)
-                if header == list(LOG_COLUMNS):
-                    rows = [r for r in reader if r and int(r[0]) <= resume_step]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(path, "w", newline="")
-        self.w = csv.writer(self.f)
-        self.w.writerow(LOG_COLUMNS)
-        self.w.writerows(rows)
-        self.f.flush()
-        self.tb = None
-        try:  # TensorBoard when installed (optional)
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
-        except Exception:  # noqa: BLE001 - tensorboard is optional
-            self.tb = None
-
-    def write(self, step: int, values: dict[str, float]) -> None:
-        row = [step] + [_fmt(values.get(c)) for c in LOG_COLUMNS[1:]]
-        self.w.writerow(row)
-        self.f.flush()
-        if self.tb is not None:
-            for c in LOG_COLUMNS[1:]:
-                if values.get(c) is not None:
-                    self.tb.add_scalar(c, values[c], step)
-
-    def close(self) -> None:
-        self.f.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
-def _fmt(v: float | None) -> str:
-    return "" if v is None else f"{v:.6g}"
 
 
 # ----------------------------------------------------------------------------------- state utils

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from udass.data.protocols import BENCHMARKS
+from udass.benchmarks import BENCHMARKS
 from udass.data.synthetic.jobs import jobs, run_all, usable_cpus
 from udass.data.synthetic.spec import (DATASET_DIRS, GENERATOR_VERSION, MARKER, OWNER_STAMP,
                                        bench_spec, frame_size, role_counts, size_spec)

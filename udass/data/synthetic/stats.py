@@ -6,7 +6,6 @@ rule) and mapped with `protocols.map_label`, so the figures describe what traini
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from udass.benchmarks import IGNORE_INDEX, get_benchmark
 from udass.data.flow import flow_cache_path, flow_to_color
 from udass.data.imageio import read_label_index, read_label_synthia
-from udass.data.protocols import IGNORE, get_benchmark, map_label
+from udass.data.protocols import map_label
 from udass.data.synthetic.roots import read_marker
 from udass.data.synthetic.spec import SYNTHIA_SEQ_DIR, bench_spec
 from udass.data.viper import remove_ego_vehicle
 from udass.errors import UdassError
-from udass.io import write_bytes
+from udass.io import save_figure
 
 # Source dataset -> (label files, frame files) as globs under the data root.
 _SOURCE_FILES = {
@@ -88,7 +88,7 @@ def layout_statistics(root: str | os.PathLike, benchmark: str) -> dict[str, Any]
             "dataset": "cityscapes-seq" if encoding == "cityscapes" and video else encoding,
             "frames": frames, "labelled_frames": len(files),
             "class_share": {c: float(hist[i]) / total for i, c in enumerate(proto.classes)},
-            "ignore_share": float(hist[IGNORE]) / total}
+            "ignore_share": float(hist[IGNORE_INDEX]) / total}
     return {"benchmark": benchmark, "protocol": proto.name, "classes": list(proto.classes),
             "domains": domains}
 
@@ -184,7 +184,4 @@ def style_figure(root: str | os.PathLike, benchmark: str, out_png: str | os.Path
         ax.set_axis_off()
     fig.suptitle(f"{benchmark}: source style (top) vs target style (bottom)", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    write_bytes(out_png, buf.getvalue())
-    return out_png
+    return save_figure(fig, out_png, dpi=None, tight=False, metadata={"Software": None})

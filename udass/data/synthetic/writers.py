@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from udass.benchmarks import PROTOCOLS
 from udass.data.flow import encode_int16_x10, flow_cache_path
-from udass.data.protocols import CITYSCAPES_LABELS, PROTOCOLS
+from udass.data.protocols import CITYSCAPES_LABELS
 from udass.data.synthetic.spec import EGO, SYNTHIA_SEQ_DIR, Snippet
 from udass.io import write_bytes
 
