@@ -28,8 +28,9 @@ def test_every_preset_has_the_components_off(profile):
 
 def test_values_default_to_the_published_ones_and_parse_from_set():
     cfg = build_config("gtav2cityscapes", "vit", "quadmix", "paper")
-    assert (cfg.data.rcs_temperature, cfg.data.rcs_min_pixels, cfg.data.rcs_min_crop_ratio) == (0.01, 3000, 2.0)
-    assert (cfg.model.hrda_context_scale, cfg.model.hrda_detail_size, cfg.model.hrda_detail_loss) == (0.5, (512, 512), 0.1)
+    d, m = cfg.data, cfg.model
+    assert (d.rcs_temperature, d.rcs_min_pixels, d.rcs_min_crop_ratio) == (0.01, 3000, 2.0)
+    assert (m.hrda_context_scale, m.hrda_detail_size, m.hrda_detail_loss) == (0.5, (512, 512), 0.1)
     assert (cfg.model.hrda_eval_window, cfg.model.hrda_eval_stride) == ((1024, 1024), (512, 512))
     assert (cfg.mic.block_size, cfg.mic.ratio, cfg.mic.weight) == (64, 0.7, 1.0)
     assert (cfg.fd.weight, cfg.fd.min_ratio) == (0.005, 0.75)

@@ -24,14 +24,14 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from udass.data.datasets import data_hint
+from udass.data.datasets import ClipDataset, data_hint
 from udass.errors import UdassError
 from udass.io import write_json
 from udass.runtime import step_seed
@@ -62,7 +62,7 @@ class ClassStats:
         return self.pixels.sum(dim=0)
 
 
-def _label_files(dataset: Any) -> list[Path]:
+def _label_files(dataset: ClipDataset) -> list[Path]:
     paths = [dataset.raw_paths(i).labels[0] for i in range(len(dataset))]
     if any(p is None for p in paths):
         raise UdassError(f"{dataset!r} carries no labels; rare-class sampling needs a labelled "
@@ -70,7 +70,7 @@ def _label_files(dataset: Any) -> list[Path]:
     return paths
 
 
-def label_fingerprint(dataset: Any, files: Sequence[Path]) -> str:
+def label_fingerprint(dataset: ClipDataset, files: Sequence[Path]) -> str:
     """SHA-256 over the protocol, encoding, bottom crop and each label file's path (relative to
     the data root), size and modification time (ns): any changed, added or removed file changes it."""
     h = hashlib.sha256()
@@ -93,7 +93,7 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def cache_paths(dataset: Any) -> tuple[Path, Path]:
+def cache_paths(dataset: ClipDataset) -> tuple[Path, Path]:
     """(beside the data root, fallback) JSON files of a dataset's class statistics."""
     name = f"{dataset.layout.dataset}-{dataset.protocol}-{dataset.split}.json"
     root = Path(dataset.data_root)
@@ -115,7 +115,8 @@ def _read_cache(path: Path, fingerprint: str, num_classes: int) -> ClassStats | 
     return ClassStats(tuple(d["files"]), pixels, fingerprint)
 
 
-_COUNTING: tuple[Any, int] | None = None  # (dataset, C) of the pass in progress (worker processes fork it)
+# (dataset, C) of the counting pass in progress; forked worker processes inherit it
+_COUNTING: tuple[ClipDataset, int] | None = None
 
 
 def _count_item(i: int) -> list[int]:
@@ -124,7 +125,7 @@ def _count_item(i: int) -> list[int]:
     return np.bincount(label.ravel(), minlength=256)[:num_classes].tolist()
 
 
-def _count(dataset: Any, num_classes: int, progress: bool, workers: int) -> list[list[int]]:
+def _count(dataset: ClipDataset, num_classes: int, progress: bool, workers: int) -> list[list[int]]:
     """[N][C] class pixels of every item; `workers` > 1 forks worker processes."""
     global _COUNTING
     from tqdm import tqdm
@@ -142,7 +143,7 @@ def _count(dataset: Any, num_classes: int, progress: bool, workers: int) -> list
         _COUNTING = None
 
 
-def class_statistics(dataset: Any, progress: bool = True, workers: int = 0,
+def class_statistics(dataset: ClipDataset, progress: bool = True, workers: int = 0,
                      cache_dir: str | os.PathLike | None = None) -> ClassStats:
     """Per-item class pixel counts of a labelled split (`udass.data.build_dataset(..., domain=
     "source")`), from the cache when its fingerprint matches, else counted in one pass (with a
@@ -162,9 +163,10 @@ def class_statistics(dataset: Any, progress: bool = True, workers: int = 0,
             return cached
     pixels = _count(dataset, num_classes, progress, workers)
     rel = tuple(_relative(p, dataset.data_root) for p in files)
-    record = {"version": CACHE_VERSION, "fingerprint": fingerprint, "dataset": dataset.layout.dataset,
-              "protocol": dataset.protocol, "classes": list(PROTOCOLS[dataset.protocol].classes),
-              "files": list(rel), "pixels": pixels}
+    record = {"version": CACHE_VERSION, "fingerprint": fingerprint,
+              "dataset": dataset.layout.dataset, "protocol": dataset.protocol,
+              "classes": list(PROTOCOLS[dataset.protocol].classes), "files": list(rel),
+              "pixels": pixels}
     try:
         write_json(primary, record)
     except OSError as e:
