@@ -190,3 +190,18 @@ def test_unlabelled_split_is_a_clear_error(image_root):
     ds = build_dataset("synthetic-image", "train", image_root, "target", profile="test")
     with pytest.raises(UdassError, match="labelled"):
         class_statistics(ds, progress=False)
+
+
+def test_native_labels_drop_the_bottom_crop_like_the_clips(tiny_video_root, tmp_path):
+    from dataclasses import replace
+
+    from udass.config import build_config
+
+    cfg = build_config("synthetic-video", profile="test").data
+    full = build_dataset("synthetic-video", "train", tiny_video_root, "source", data_cfg=cfg)
+    cut = build_dataset("synthetic-video", "train", tiny_video_root, "source",
+                        data_cfg=replace(cfg, source_crop_bottom=8))
+    a, b = full.native_label(0), cut.native_label(0)
+    assert b.shape == (a.shape[0] - 8, a.shape[1]) and np.array_equal(a[:-8], b)
+    stats = class_statistics(cut, progress=False, cache_dir=tmp_path)
+    assert int(stats.pixels[0].sum()) == int((b != 255).sum())
