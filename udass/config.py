@@ -49,6 +49,11 @@ class DataConfig:
     synth_size: str = "demo"            # size of an auto-generated synthetic root
     synth_seed: int = 0                 # data seed of an auto-generated synthetic root
     allow_partial: bool = False         # evaluate an incomplete val split's complete clips (run control)
+    # rare-class sampling of source images (DAFormer; udass.data.rcs); off unless `rcs`
+    rcs: bool = False
+    rcs_temperature: float = 0.01       # softmax temperature over (1 - class frequency)
+    rcs_min_pixels: int = 3000          # an image counts for a class with more pixels than this
+    rcs_min_crop_ratio: float = 2.0     # crop redrawn until class pixels > min_pixels x this
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,13 @@ class ModelConfig:
     head: str = "daformer"              # ViT decoder: daformer | segformer
     temporal_fusion: bool = True        # flow-guided 1x1 logit fusion
     drop_path: float = 0.1
+    # HRDA multi-resolution training and inference (udass.models.hrda); off unless `hrda`
+    hrda: bool = False
+    hrda_context_scale: float = 0.5     # context crop = the training crop at this scale
+    hrda_detail_size: Size = (512, 512)  # full-resolution detail crop inside the context crop
+    hrda_detail_loss: float = 0.1       # weight of the detail prediction's loss
+    hrda_eval_window: Size = (1024, 1024)  # sliding-window inference: window and stride
+    hrda_eval_stride: Size = (512, 512)
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,26 @@ class AggregationConfig:
 
 
 @dataclass(frozen=True)
+class MICConfig:
+    """Masked image consistency (MIC; udass.method.masking)."""
+
+    enabled: bool = False
+    block_size: int = 64                # mask block, pixels of the training crop
+    ratio: float = 0.7                  # share of blocks removed (each with this probability)
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class FDConfig:
+    """ImageNet feature distance on thing-class source pixels (DAFormer;
+    udass.method.feature_distance)."""
+
+    enabled: bool = False
+    weight: float = 0.005
+    min_ratio: float = 0.75             # a bottleneck cell is labelled when its class covers this
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     method: str = "quadmix"
     profile: str = "demo"
@@ -145,6 +177,8 @@ class Config:
     quadmix: QuadMixConfig = field(default_factory=QuadMixConfig)
     feature_mix: FeatureMixConfig = field(default_factory=FeatureMixConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    mic: MICConfig = field(default_factory=MICConfig)
+    fd: FDConfig = field(default_factory=FDConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -371,6 +405,24 @@ def validate(cfg: Config) -> None:
                          f"a one-frame clip has no previous frame to fuse; leave it false")
     if cfg.train.steps < 1:
         raise UdassError(f"train.steps={cfg.train.steps}: expected a positive number of steps")
+    _validate_image_recipe(cfg)
+
+
+def _validate_image_recipe(cfg: Config) -> None:
+    """Ranges of the image-recipe components (RCS, HRDA, MIC, FD)."""
+    checks = (
+        ("data.rcs_temperature", cfg.data.rcs_temperature, cfg.data.rcs_temperature > 0, "a positive number"),
+        ("data.rcs_min_pixels", cfg.data.rcs_min_pixels, cfg.data.rcs_min_pixels >= 0, "a number >= 0"),
+        ("model.hrda_context_scale", cfg.model.hrda_context_scale,
+         0 < cfg.model.hrda_context_scale < 1, "a scale in (0, 1)"),
+        ("model.hrda_detail_size", cfg.model.hrda_detail_size, min(cfg.model.hrda_detail_size) > 0,
+         "positive sizes"),
+        ("mic.block_size", cfg.mic.block_size, cfg.mic.block_size >= 1, "a positive number of pixels"),
+        ("mic.ratio", cfg.mic.ratio, 0 <= cfg.mic.ratio <= 1, "a share in [0, 1]"),
+    )
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise UdassError(f"{key}={value}: expected {expected}")
 
 
 def config_diff(a: Config | Mapping, b: Config | Mapping) -> list[str]:

@@ -333,6 +333,20 @@ class ClipDataset(Dataset):
                else resize_labels(torch.from_numpy(m)[None], size)[0] for m in maps]
         return torch.stack(out).long()
 
+    def native_label(self, i: int) -> np.ndarray:
+        """Frame t's train-id label of item i (uint8 [H, W], 255 ignore) at its stored resolution,
+        the bottom crop applied (what rare-class sampling counts; `udass.data.rcs`)."""
+        paths = self.raw_paths(i)
+        path = paths.labels[0]
+        if path is None:
+            raise UdassError(f"{self.benchmark} {self.domain} {self.split} clips carry no labels; "
+                             f"class statistics need a labelled split")
+        raw = self.layout.read_label(path, self._data_hint)
+        label = map_label(raw, self.protocol, self.layout.encoding, str(path))
+        if not self.spec.crop_bottom:
+            return label
+        return self._crop_label(label, image_size(paths.frames[0], self._data_hint))
+
     def _crop_label(self, label: np.ndarray, stored: tuple[int, int]) -> np.ndarray:
         crop = self.spec.crop_bottom
         if not crop:
