@@ -2,13 +2,15 @@
 
 A run is fully described by one `Config` = benchmark x backbone x method x profile presets plus
 `--set key=value` overrides (dotted field names, e.g. `quadmix.paths=ss,tt`). Nothing is
-selected by editing source. Ablation rows are named override sets (`ABLATIONS`).
+selected by editing source. Ablation rows are named override sets (`ABLATIONS` for video,
+`IMAGE_ABLATIONS` for images), and so are the image recipes (`RECIPES`).
 
 Profiles:
 - `test`:  tiny model, tiny frames, a few steps: what the test suite trains.
 - `demo`:  a small model at reduced resolution, a CPU-sized schedule (the embedded benchmark by
            default; on a real benchmark id it is a smoke test of real data on a laptop).
-- `paper`: the published recipe, line by line from PROTOCOLS.md.
+- `paper`: the published recipe, line by line from PROTOCOLS.md (for GTAV / SYNTHIA ->
+           Cityscapes: the authors' image recipe, `PAPER_IMAGE_RECIPES`).
 """
 from __future__ import annotations
 
@@ -247,6 +249,129 @@ def _train_preset(benchmark: str, profile: str, method: str) -> dict[str, Any]:
                 log_every={"test": 1, "demo": 10, "paper": 50}[profile])
 
 
+# --------------------------------------------------------------------------------- the image recipe
+# The authors' image recipe (PROTOCOLS.md "The paper's image recipe"; docs/method.md "The image
+# recipe"): QuadMix on MIC + HRDA, which build on DAFormer's rare-class sampling and ImageNet
+# feature distance. Each component is a switch; `image_recipe` gives the dotted overrides that
+# turn a set of them on (and the others off) at a profile's sizes.
+IMAGE_COMPONENTS = ("rcs", "fd", "hrda", "mic")
+
+# HRDA per profile: the factor of the frame sizes over the single-resolution ones, then (H, W) of
+# the training crop (full resolution), the detail crop, the inference window and its stride.
+# paper: the HRDA / MIC configs (frames at twice DAFormer's resolution). demo: the paper's sizes
+# divided by 8, the ratio of the Cityscapes width (2048) to the demo frames' (256), which are
+# the generated data's own resolution (nothing finer to load). test: the frames at twice the
+# test size (64 x 128), the paper's sizes divided by 16; the MiT's first stage needs 32 pixels.
+_HRDA_SIZES: Mapping[str, tuple[int, Size, Size, Size, Size]] = {
+    "paper": (2, (1024, 1024), (512, 512), (1024, 1024), (512, 512)),
+    "demo": (1, (128, 128), (64, 64), (128, 128), (64, 64)),
+    "test": (2, (64, 64), (32, 32), (64, 64), (32, 32)),
+}
+# RCS: an image counts for a class with more than this many pixels. paper: DAFormer's 3000 of a
+# GTAV label (1914 x 1052); demo and test: 3000 scaled by the pixel count of their labels
+# (256 x 128: 49; 64 x 32: 3).
+_RCS_MIN_PIXELS: Mapping[str, int] = {"paper": 3000, "demo": 49, "test": 3}
+# MIC mask block (pixels of the training crop): MIC's 64 scaled like the HRDA sizes.
+_MIC_BLOCK: Mapping[str, int] = {"paper": 64, "demo": 8, "test": 4}
+# The authors resumed image training from a MIC checkpoint (PROTOCOLS.md): QuadMix starts at
+# this step, DACS (+ the recipe's components, i.e. MIC) trains before it.
+_PAPER_QUADMIX_START: Mapping[tuple[str, str], int] = {
+    ("gtav2cityscapes", "vit"): 4000, ("synthia2cityscapes", "vit"): 3000,
+    ("gtav2cityscapes", "cnn"): 6000, ("synthia2cityscapes", "cnn"): 6000,
+}
+
+
+def image_recipe(benchmark: str, profile: str, components: tuple[str, ...] = IMAGE_COMPONENTS
+                 ) -> dict[str, Any]:
+    """Dotted overrides that switch the image-recipe components in `components` (of rcs, fd,
+    hrda, mic) on and the others off, at `profile`'s sizes, for an image benchmark.
+
+    Every switch is set either way and so are the crop and frame sizes, so the result overrides
+    any preset. HRDA on: the profile's HRDA crop and windows, and at the paper (and test)
+    profile the frames at twice the single-resolution size (paper: GTAV 2560 x 1440, SYNTHIA
+    2560 x 1520, Cityscapes 2048 x 1024, as HRDA loads them). HRDA off: the profile's
+    single-resolution sizes.
+    """
+    bad = [c for c in components if c not in IMAGE_COMPONENTS]
+    if bad:
+        raise unknown_name("image-recipe component", bad[0], IMAGE_COMPONENTS)
+    if profile not in PROFILES:
+        raise unknown_name("profile", profile, PROFILES)
+    b = get_benchmark(benchmark)
+    if b.is_video:
+        raise UdassError(f"image_recipe: {benchmark} is a video benchmark; the image recipe "
+                         f"(HRDA, MIC, RCS, FD) is for gtav2cityscapes, synthia2cityscapes and "
+                         f"synthetic-image")
+    single = _data_preset(benchmark, profile)
+    factor, crop, detail, window, stride = _HRDA_SIZES[profile]
+    hrda = "hrda" in components
+    scale = factor if hrda else 1
+    out: dict[str, Any] = {
+        "data.rcs": "rcs" in components, "fd.enabled": "fd" in components,
+        "model.hrda": hrda, "mic.enabled": "mic" in components,
+        "data.crop_size": crop if hrda else single["crop_size"],
+        "data.source_size": tuple(scale * v for v in single["source_size"]),
+        "data.target_size": tuple(scale * v for v in single["target_size"]),
+    }
+    if "rcs" in components:
+        out.update({"data.rcs_temperature": 0.01, "data.rcs_min_pixels": _RCS_MIN_PIXELS[profile],
+                    "data.rcs_min_crop_ratio": 2.0})
+    if "fd" in components:
+        out.update({"fd.weight": 0.005, "fd.min_ratio": 0.75})
+    if hrda:
+        out.update({"model.hrda_context_scale": 0.5, "model.hrda_detail_size": detail,
+                    "model.hrda_detail_loss": 0.1, "model.hrda_eval_window": window,
+                    "model.hrda_eval_stride": stride})
+    if "mic" in components:
+        out.update({"mic.block_size": _MIC_BLOCK[profile], "mic.ratio": 0.7, "mic.weight": 1.0})
+    return out
+
+
+def _paper_image_recipe(benchmark: str, backbone: str) -> dict[str, Any]:
+    # the authors' image configs train both backbones with AdamW 6e-5 (heads x10), 1500
+    # warm-up steps and poly 1.0 (the ViT preset already; the CNN's video recipe is SGD)
+    optim = {"optim.name": "adamw", "optim.lr": 6e-5, "optim.weight_decay": 0.01,
+             "optim.head_lr_mult": 10.0, "optim.warmup_steps": 1500, "optim.poly_power": 1.0}
+    return {**image_recipe(benchmark, "paper"), **optim,
+            "quadmix.start_step": _PAPER_QUADMIX_START[benchmark, backbone]}
+
+
+# The paper profile of the image benchmarks, as dotted overrides of their single-resolution
+# preset, per (benchmark, backbone): every component on at the HRDA / MIC configs' values, the
+# frames at HRDA's resolutions, the configs' AdamW schedule for both backbones, QuadMix from the
+# authors' resume step. Methods without a source
+# batch or a teacher leave the parts they do not have unread (oracle: RCS and FD; source_only
+# and oracle: MIC), as they leave quadmix.* and aggregation.* unread.
+PAPER_IMAGE_RECIPES: Mapping[tuple[str, str], Mapping[str, Any]] = {
+    (b, bb): _paper_image_recipe(b, bb) for b in ("gtav2cityscapes", "synthia2cityscapes")
+    for bb in BACKBONES}
+
+# Named override sets of the image benchmarks (`recipe`, `udass train --recipe NAME`): which
+# components they switch on. "daformer": DAFormer's single-resolution recipe (RCS with its
+# configs' min crop ratio 0.5, FD); "hrda": DAFormer + HRDA; "authors": the paper profile's
+# recipe (+ MIC); "single_resolution": no component (DACS-style training at the profile's
+# single-resolution crop).
+RECIPES: Mapping[str, tuple[str, ...]] = {
+    "single_resolution": (), "daformer": ("rcs", "fd"), "hrda": ("rcs", "fd", "hrda"),
+    "authors": IMAGE_COMPONENTS,
+}
+
+
+def recipe(name: str, benchmark: str, backbone: str, profile: str) -> dict[str, Any]:
+    """The dotted overrides of the named recipe (RECIPES) for an image benchmark at a profile;
+    they apply over the preset like `--set` (the paper profile's start step is the authors'
+    only in "authors", 0 in the others)."""
+    if name not in RECIPES:
+        raise unknown_name("recipe", name, RECIPES)
+    out = image_recipe(benchmark, profile, RECIPES[name])
+    if name == "daformer":
+        out["data.rcs_min_crop_ratio"] = 0.5
+    if profile == "paper":
+        out["quadmix.start_step"] = (_PAPER_QUADMIX_START.get((benchmark, backbone), 0)
+                                     if name == "authors" else 0)
+    return out
+
+
 def build_config(benchmark: str = "synthetic-video", backbone: str = "vit", method: str = "quadmix",
                  profile: str = "demo", overrides: Mapping[str, Any] | None = None,
                  **fields_: Any) -> Config:
@@ -281,7 +406,8 @@ def build_config(benchmark: str = "synthetic-video", backbone: str = "vit", meth
     )
     short = {"seed": "train.seed", "steps": "train.steps", "data_root": "data.data_root",
              "flow_root": "data.flow_root", "pretrained": "model.pretrained"}
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = dict(PAPER_IMAGE_RECIPES.get((benchmark, backbone), {})
+                                  if profile == "paper" else {})
     for k, v in fields_.items():
         if k not in short:
             raise unknown_name("config shortcut", k, short)
@@ -423,6 +549,15 @@ def _validate_image_recipe(cfg: Config) -> None:
     for key, value, ok, expected in checks:
         if not ok:
             raise UdassError(f"{key}={value}: expected {expected}")
+    if cfg.model.hrda:
+        if get_benchmark(cfg.data.benchmark).is_video:
+            raise UdassError(f"model.hrda=true on the video benchmark {cfg.data.benchmark}: HRDA "
+                             f"takes one-frame clips (image benchmarks); leave it false")
+        crop, detail = cfg.data.crop_size, cfg.model.hrda_detail_size
+        if detail[0] > crop[0] or detail[1] > crop[1]:
+            raise UdassError(f"model.hrda_detail_size={detail} is larger than data.crop_size={crop}: "
+                             f"the detail crop lies inside the training crop; use a smaller detail "
+                             f"size or a larger crop")
 
 
 def config_diff(a: Config | Mapping, b: Config | Mapping) -> list[str]:
@@ -476,6 +611,24 @@ ABLATIONS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     # S' lands on T itself); no target template T' and its pseudo-labels enter any sample
     "source_templates_only": ("quadmix", {"quadmix.paths": ("ss", "stt")}),
 }
+
+
+# The image benchmarks' ablation rows: QuadMix with the image-recipe components added one by one
+# in the order the field built them (DAFormer's RCS and FD, HRDA, MIC); each row keeps the
+# components of the row above. `ablation_rows` resolves them at a profile's sizes.
+IMAGE_ABLATIONS: Mapping[str, tuple[str, ...]] = {
+    "quadmix": (), "+rcs": ("rcs",), "+fd": ("rcs", "fd"), "+hrda": ("rcs", "fd", "hrda"),
+    "+mic": ("rcs", "fd", "hrda", "mic"),
+}
+
+
+def ablation_rows(benchmark: str, profile: str) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """The ablation rows of a benchmark, each (method, overrides): ABLATIONS for the video
+    benchmarks, IMAGE_ABLATIONS at `profile`'s sizes (`image_recipe`) for the image ones."""
+    if get_benchmark(benchmark).is_video:
+        return dict(ABLATIONS)
+    return {name: ("quadmix", image_recipe(benchmark, profile, parts))
+            for name, parts in IMAGE_ABLATIONS.items()}
 
 
 def ablation(name: str) -> tuple[str, Mapping[str, Any]]:

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from udass.config import ABLATIONS, BACKBONES, METHODS, PROFILES, Config, build_config, config_diff
+from udass.config import (ABLATIONS, BACKBONES, METHODS, PROFILES, Config, ablation_rows, build_config,
+                          config_diff)
 from udass.data.protocols import BENCHMARKS, get_benchmark
 from udass.errors import UdassError
 from udass.io import write_bytes, write_json, write_text
@@ -568,9 +569,14 @@ def _combined(notebook: str, p: Params, benchmark: str, records: Sequence[Mappin
 
 
 # =========================================================================== ablation
-def ablation_setting(row: str) -> str:
-    """A row of ABLATIONS as text: `quadmix: quadmix.paths=ss,tt, feature_mix.enabled=false`."""
-    method, overrides = ABLATIONS[row]
+def ablation_setting(row: str, rows: Mapping[str, tuple[str, Mapping[str, Any]]] = ABLATIONS) -> str:
+    """A row of `rows` (default ABLATIONS) as text: `quadmix: quadmix.paths=ss,tt,
+    feature_mix.enabled=false`. An image row (`udass.config.ablation_rows`) names the recipe
+    switches that are on, e.g. `quadmix: data.rcs, fd.enabled` (sizes: docs/method.md)."""
+    method, overrides = rows[row]
+    if "model.hrda" in overrides:  # an image-recipe row: every switch and size is set
+        on = [k for k in ("data.rcs", "fd.enabled", "model.hrda", "mic.enabled") if overrides[k]]
+        return method + ": " + (", ".join(on) if on else "no image-recipe component")
     parts = []
     for k, v in overrides.items():
         v = ",".join(v) if isinstance(v, tuple) else v
@@ -584,24 +590,29 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
                  pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
                  runs_root: Any = "runs", network: str = REFERENCE_NETWORK,
                  progress: bool = True) -> dict[str, Any]:
-    """The ablation table: each row of `udass.config.ABLATIONS` (a method + overrides) over seeds.
+    """The ablation table: each row of `udass.config.ablation_rows(benchmark, profile)` (a method +
+    overrides) over seeds: ABLATIONS on a video benchmark, the image recipe's IMAGE_ABLATIONS
+    (quadmix, +rcs, +fd, +hrda, +mic) on an image benchmark.
 
-    methods: comma-separated row names or "all" (source_only, classmix, self_training,
+    methods: comma-separated row names or "all" (video: source_only, classmix, self_training,
     intra_only, intra+tss, intra+stt, quadmix_paths, +feature_mix, +aggregation,
-    no_temporal_weighting). Writes table.md / table.csv (mean ± sample std over seeds, a
+    no_temporal_weighting, ...). Writes table.md / table.csv (mean ± sample std over seeds, a
     `setting` column with the overrides; our rows only: the paper's ablation table was not
     available), ablation.png (mIoU bars with std error bars and one dot per seed), metrics.json
     and runs/<row>-s<seed>/ copies. Runs are shared with the other notebooks (same config, same run).
     """
     from udass.report import comparison_table, write_table
 
+    prof = profile if profile in PROFILES else "demo"  # parse_params reports a bad profile
+    bench = benchmark if benchmark in BENCHMARKS else "synthetic-video"  # and a bad benchmark
+    rows = ablation_rows(bench, prof)
     p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
-                     device, results_dir, runs_root, method_names=list(ABLATIONS))
+                     device, results_dir, runs_root, method_names=list(rows))
     bm = get_benchmark(p.benchmark)
     out_dir = results_folder(p.results_dir, notebook, bm.name, p.backbone)
     records: list[dict[str, Any]] = []
     for row in p.methods:
-        method, overrides = ABLATIONS[row]
+        method, overrides = rows[row]
         copies = []
         for seed in p.seeds:
             rec = ensure_run(config_for(p, method, seed, overrides), p.runs_root, p.device, progress)
@@ -609,14 +620,14 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
             _copy_run_files(Path(rec["run_dir"]), out_dir / copy)
             copies.append(Path(copy).name)
             records.append({**rec, "method": row, "seed": seed, "run_dir": copy, "copy": copy,
-                            "setting": ablation_setting(row), "source_run_dir": rec["run_dir"]})
+                            "setting": ablation_setting(row, rows), "source_run_dir": rec["run_dir"]})
         _prune_copies(out_dir / "runs", _safe(row), copies)
     records += _kept_records(out_dir, p.methods, p.profile)
-    order = {name: i for i, name in enumerate(ABLATIONS)}
+    order = {name: i for i, name in enumerate(rows)}
     records.sort(key=lambda r: order.get(str(r["method"]), len(order)))
     table = comparison_table(records, bm, paper_rows=[], networks=(network,))
-    settings = {str(r["method"]): r.get("setting") or ablation_setting(str(r["method"]))
-                for r in records if str(r["method"]) in ABLATIONS}
+    settings = {str(r["method"]): r.get("setting") or ablation_setting(str(r["method"]), rows)
+                for r in records if str(r["method"]) in rows}
     for r in table["rows"]:
         r["setting"] = settings.get(r["method"], "")
     # mIoU columns only (per-class IoU is in metrics.json): one readable row per setting
@@ -629,8 +640,10 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
                       f"{network} network, mean ± std over seeds")
     table["notes"] += [
         _profile_note(p.profile, [r.get("steps") for r in records]),
-        "rows: udass.config.ABLATIONS (METHOD.md section 5); the paper's ablation table was not "
-        "available, so only our rows are shown.",
+        ("rows: udass.config.ABLATIONS (METHOD.md section 5)" if bm.is_video else
+         "rows: udass.config.IMAGE_ABLATIONS, each adding one image-recipe component to the row "
+         "above (sizes at this profile: docs/method.md, \"The image recipe\")")
+        + "; the paper's ablation table was not available, so only our rows are shown.",
     ]
     table["notes"] += _kept_note(records)
     md_path, csv_path = write_table(table, out_dir)
@@ -779,8 +792,10 @@ def reproduce_plan(profile: str = "demo", data_root: str | os.PathLike | None = 
     for both backbones; 00, 03, 04, 05 on synthetic-video with the ViT). With one: the paper
     benchmarks whose dataset folders are present (01: GTAV / SYNTHIA -> Cityscapes, 02:
     SYNTHIA-Seq / VIPER -> Cityscapes-Seq, both backbones; 00, 03, 04, 05 on the first video
-    benchmark, ViT). The paper profile reads the ImageNet weights from $UDASS_PRETRAINED_VIT /
-    $UDASS_PRETRAINED_CNN. `only`: notebook names or their number prefixes ("02,03").
+    benchmark, ViT). Outside the paper profile, 03 also runs on the first image benchmark (ViT):
+    the image recipe's rows (`udass.config.IMAGE_ABLATIONS`). The paper profile reads the
+    ImageNet weights from $UDASS_PRETRAINED_VIT / $UDASS_PRETRAINED_CNN. `only`: notebook names
+    or their number prefixes ("02,03").
     """
     if profile not in PROFILES:
         raise param_error("profile", f"one of {', '.join(PROFILES)}", profile)
@@ -826,6 +841,9 @@ def reproduce_plan(profile: str = "demo", data_root: str | os.PathLike | None = 
         add("03_ablation", main_video, "vit")
         if profile != "paper":  # 30 more 40k-step runs at the paper profile: run it on purpose
             add("03_ablation", main_video, "cnn")
+    if image and profile != "paper":  # the image recipe's components, one by one (ViT)
+        add("03_ablation", image[0], "vit")
+    if main_video:
         for nb in ("04_qualitative", "05_tsne"):
             add(nb, main_video, "vit")
     return jobs
@@ -1170,21 +1188,23 @@ def results_summary(results_dir: Path) -> str:
                              f"reproduce with `papermill notebooks/{nb}.ipynb out.ipynb -k python3 "
                              f"-p benchmark {bm} -p backbone {bb} -p seeds "
                              f"{','.join(map(str, d.get('seeds', [0])))}`.\n")
-    for bb in ("vit", "cnn"):
-        abl = results_folder(results_dir, "03_ablation", "synthetic-video", bb) / "metrics.json"
+    for bm, bb in (("synthetic-video", "vit"), ("synthetic-video", "cnn"), ("synthetic-image", "vit")):
+        abl = results_folder(results_dir, "03_ablation", bm, bb) / "metrics.json"
         if not abl.exists():
             continue
         d = json.loads(abl.read_text())
         seeds = d.get("seeds", [])
-        parts.append(f"## Ablation (synthetic-video, {bb}, seeds {', '.join(map(str, seeds))})\n")
+        rows = ablation_rows(bm, d.get("profile") or "demo")
+        parts.append(f"## Ablation ({bm}, {bb}, seeds {', '.join(map(str, seeds))})\n")
         parts.append("| row | setting | mIoU student (per seed) | mean ± std |")
         parts.append("|---|---|---|---:|")
         for name, r in d.get("methods", {}).items():
             per_seed = ", ".join(f"{v:.1f}" for v in r.get("miou_per_seed", []))
-            parts.append(f"| {name} | {ablation_setting(name) if name in ABLATIONS else ''} | "
+            parts.append(f"| {name} | {ablation_setting(name, rows) if name in rows else ''} | "
                          f"{per_seed} | {_fmt_miou(r)} |")
         parts.append(f"\nReproduce with `papermill notebooks/03_ablation.ipynb out.ipynb -k python3 "
-                     f"-p backbone {bb} -p seeds {','.join(map(str, seeds or [0, 1, 2]))}`.\n")
+                     f"{'' if bm == 'synthetic-video' else '-p benchmark ' + bm + ' '}-p backbone {bb} -p seeds "
+                     f"{','.join(map(str, seeds or [0, 1, 2]))}`.\n")
     return "\n".join(parts) + "\n"
 
 

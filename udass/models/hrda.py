@@ -121,6 +121,12 @@ def _resize(x: Tensor, size: Sequence[int], mode: str = "bilinear") -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def context_images(images: Tensor, scale: float) -> Tensor:
+    """HRDA's context input: images [B, 3, H, W] resized by `scale` (bilinear, as HRDA) ->
+    [B, 3, H s, W s]. Also what the frozen ImageNet encoder of the feature distance sees."""
+    return F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+
+
 def slide_inference(predict: Callable[[Tensor], Tensor], images: Tensor, window: Sequence[int],
                     stride: Sequence[int], out_stride: int) -> Tensor:
     """Average of `predict` over overlapping windows, on the output grid.
@@ -236,9 +242,8 @@ class HRDAModel(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def context(self, images: Tensor) -> Tensor:
-        """images [B, 3, H, W] -> the context input [B, 3, H s, W s] (bilinear, as HRDA)."""
-        return F.interpolate(images, scale_factor=self.context_scale, mode="bilinear",
-                             align_corners=False)
+        """images [B, 3, H, W] -> the context input [B, 3, H s, W s] (`context_images`)."""
+        return context_images(images, self.context_scale)
 
     def _scale_pass(self, images: Tensor, with_attention: bool) -> dict[str, Tensor]:
         out = self.net.segment(images, with_aux=False)
@@ -316,21 +321,22 @@ class HRDAModel(nn.Module):
                                self.output_stride)
 
     # ------------------------------------------------------------------ the model contract
-    def forward(self, frames: Tensor, flows: Tensor, boxes: Tensor | None = None) -> dict[str, Any]:
+    def forward(self, frames: Tensor, flows: Tensor, boxes: Tensor | None = None,
+                with_aux: bool = True, generator: torch.Generator | None = None) -> dict[str, Any]:
         """frames [B, 1, 3, H, W] in [0, 1] (one-frame clips), flows [B, 0, 2, H, W].
 
-        Training mode: `forward_train` (boxes as there), plus the contract's keys: logits_t =
-        logits_prev = logits (one-frame clip), features_prev = features, aux None (HRDA has no
-        auxiliary head). Eval mode: `inference`; logits = logits_t = logits_prev [B, C, H/r, W/r],
-        features / features_prev / bottleneck None (a multi-window prediction has no single
-        feature map), aux None.
+        Training mode: `forward_train` (boxes and generator as there), plus the contract's keys:
+        logits_t = logits_prev = logits (one-frame clip), features_prev = features, aux None
+        (HRDA has no auxiliary head, so `with_aux` changes nothing). Eval mode: `inference`;
+        logits = logits_t = logits_prev [B, C, H/r, W/r], features / features_prev / bottleneck
+        None (a multi-window prediction has no single feature map), aux None.
         """
         if frames.dim() != 5 or frames.shape[1] != 1 or frames.shape[2] != 3:
             raise UdassError(f"HRDA takes one-frame clips [B, 1, 3, H, W] (image benchmarks), got "
                              f"frames {tuple(frames.shape)}; turn model.hrda off for video")
         images = frames[:, 0]
         if self.training:
-            out = self.forward_train(images, boxes)
+            out = self.forward_train(images, boxes, generator)
         else:
             out = {"logits": self.inference(images), "features": None, "bottleneck": None}
         out.update(logits_t=out["logits"], logits_prev=out["logits"],
@@ -342,5 +348,5 @@ class HRDAModel(nn.Module):
                 f"eval_window={self.eval_window}, eval_stride={self.eval_stride}")
 
 
-__all__ = ["Box", "HRDAModel", "box_mask", "crop_boxes", "insert_boxes", "random_detail_boxes",
-           "scale_attention_head", "slide_inference", "slide_windows"]
+__all__ = ["Box", "HRDAModel", "box_mask", "context_images", "crop_boxes", "insert_boxes",
+           "random_detail_boxes", "scale_attention_head", "slide_inference", "slide_windows"]
