@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = ("tests/test_step_rules.py", "tests/test_method_losses_teacher.py",
-         "tests/test_method_templates_quadmix.py", "tests/test_method_feature_mix_aggregation.py")
+TESTS = ("tests/test_step_image_recipe.py", "tests/test_step_rules.py",
+         "tests/test_method_losses_teacher.py", "tests/test_method_templates_quadmix.py",
+         "tests/test_method_feature_mix_aggregation.py")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Mutation:
 
 
 STEP, LOOP, AGG = "udass/train/step.py", "udass/train/loop.py", "udass/method/aggregation.py"
+HRDA = "udass/models/hrda.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation("pseudo_labels_from_the_student", "pseudo-labels come from the EMA teacher", STEP,
@@ -131,6 +133,43 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("ema_skips_buffers", "the EMA averages floating buffers (BN statistics) too",
              "udass/method/teacher.py",
              (("            if d[attr].is_floating_point():", "            if False:"),)),
+    # the image recipe (docs/method.md, "The image recipe")
+    Mutation("component_runs_with_its_switch_off", "every switch off gives the previous step", STEP,
+             (("    mic = cfg.mic.enabled\n", "    mic = True\n"),)),
+    Mutation("rcs_uniform_source_crop", "a source crop is redrawn until its drawn class covers enough",
+             STEP, (("        if cfg.data.rcs and batch.domain == \"source\":\n",
+                     "        if False:\n"),)),
+    Mutation("rcs_class_of_another_step", "the crop uses the class its sample was drawn for", LOOP,
+             (("self._rcs_draws.classes_for_step(k)", "self._rcs_draws.classes_for_step(k + 1)"),)),
+    Mutation("fd_on_every_class", "the feature distance counts thing-class cells only", STEP,
+             (("env.thing_classes, env.num_classes, cfg.fd.min_ratio)",
+               "tuple(range(env.num_classes)), env.num_classes, cfg.fd.min_ratio)"),)),
+    Mutation("fd_weight_dropped", "L_FD is weighted by fd.weight", STEP,
+             (("return {\"loss_fd\": cfg.fd.weight * loss}", "return {\"loss_fd\": loss}"),)),
+    Mutation("fd_full_image_under_hrda", "with HRDA the ImageNet encoder sees the context image", STEP,
+             (("            images = context_images(images, cfg.model.hrda_context_scale)\n", ""),)),
+    Mutation("hrda_detail_loss_dropped", "HRDA's detail prediction has its 0.1 loss", STEP,
+             (("multi_resolution_loss(part, labels, weights, cfg.model.hrda_detail_loss)",
+               "multi_resolution_loss(part, labels, weights, 0.0)"),)),
+    Mutation("hrda_crops_from_the_global_generator", "detail crops come from the step's generator",
+             STEP, (("return {\"generator\": env.generator} if env.cfg.model.hrda else {}",
+                     "return {}"),)),
+    Mutation("hrda_pseudo_labels_without_sliding", "the teacher's detail prediction slides windows",
+             HRDA, (("hr = slide_inference(detail, images, self.detail_size, self.detail_stride, self.output_stride)",
+                     "hr = _resize(detail(images), size)"),)),
+    Mutation("mic_pseudo_labels_from_the_masked_image", "MIC learns the unmasked target's pseudo-labels",
+             STEP, (("seg_loss(out, slice(None), T.labels[:, 0], T.weights[:, 0], cfg)",
+                     "seg_loss(out, slice(None), pseudo_label(nets.teacher, frames, T.flows).labels[:, 0], "
+                     "T.weights[:, 0], cfg)"),)),
+    Mutation("mic_without_quality_weights", "MIC weighs pixels by the DACS quality weights", STEP,
+             (("seg_loss(out, slice(None), T.labels[:, 0], T.weights[:, 0], cfg)",
+               "seg_loss(out, slice(None), T.labels[:, 0], None, cfg)"),)),
+    Mutation("mic_mask_not_applied", "the MIC input has its blocks removed", STEP,
+             (("        frames = mask_frames(aug.frames, mask, fill)\n", "        frames = aug.frames\n"),)),
+    Mutation("mic_target_not_strongly_augmented", "MIC masks the strongly augmented target", STEP,
+             (("    aug = strong(T, cfg, g)\n", "    aug = T\n"),)),
+    Mutation("mic_weight_dropped", "L_mic is weighted by mic.weight", STEP,
+             (("loss = cfg.mic.weight * seg_loss(", "loss = seg_loss("),)),
 )
 
 
