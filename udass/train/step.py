@@ -25,9 +25,9 @@ checkpoints and logs belong to the loop (`udass.train.loop`).
 
 Each part runs inside a `torch.profiler.record_function` range named after it (`udass.crop_flip`,
 `udass.pseudo_label`, `udass.paste`, `udass.classes_templates`, `udass.strong_augment`,
-`udass.concat_batches`, `udass.aggregation_loss`; the networks, losses, backward passes,
-optimiser and EMA update have theirs where they run), so a profiler (benchmarks/bench_step.py)
-times them without touching the code.
+`udass.concat_batches`, `udass.aggregation_loss`, `udass.feature_distance`, `udass.mic_mask`;
+the networks, losses, backward passes, optimiser and EMA update have theirs where they run), so
+a profiler (benchmarks/bench_step.py) times them without touching the code.
 """
 from __future__ import annotations
 
