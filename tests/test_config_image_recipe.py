@@ -32,7 +32,7 @@ def test_every_preset_has_the_components_off_but_the_paper_image_recipe(profile)
 
 
 def test_the_paper_image_profile_is_the_authors_recipe_item_by_item():
-    """PROTOCOLS.md "The paper's image recipe", row by row."""
+    """The paper's image recipe (docs/method.md, "The paper profile"), row by row."""
     cfg = build_config("gtav2cityscapes", "vit", "quadmix", "paper")
     d, m, o = cfg.data, cfg.model, cfg.optim
     assert (d.source_size, d.target_size, d.crop_size) == ((1440, 2560), (1024, 2048), (1024, 1024))

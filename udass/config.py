@@ -9,8 +9,8 @@ Profiles:
 - `test`:  tiny model, tiny frames, a few steps: what the test suite trains.
 - `demo`:  a small model at reduced resolution, a CPU-sized schedule (the embedded benchmark by
            default; on a real benchmark id it is a smoke test of real data on a laptop).
-- `paper`: the published recipe, line by line from PROTOCOLS.md (for GTAV / SYNTHIA ->
-           Cityscapes: the authors' image recipe, `PAPER_IMAGE_RECIPES`).
+- `paper`: the published recipe, line by line (for GTAV / SYNTHIA -> Cityscapes: the
+           authors' image recipe, `PAPER_IMAGE_RECIPES`; docs/method.md).
 """
 from __future__ import annotations
 
@@ -250,10 +250,10 @@ def _train_preset(benchmark: str, profile: str, method: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------- the image recipe
-# The authors' image recipe (PROTOCOLS.md "The paper's image recipe"; docs/method.md "The image
-# recipe"): QuadMix on MIC + HRDA, which build on DAFormer's rare-class sampling and ImageNet
-# feature distance. Each component is a switch; `image_recipe` gives the dotted overrides that
-# turn a set of them on (and the others off) at a profile's sizes.
+# The authors' image recipe (docs/method.md, "The image recipe's components"): QuadMix on
+# MIC + HRDA, which build on DAFormer's rare-class sampling and ImageNet feature distance. Each
+# component is a switch; `image_recipe` gives the dotted overrides that turn a set of them on
+# (and the others off) at a profile's sizes.
 IMAGE_COMPONENTS = ("rcs", "fd", "hrda", "mic")
 
 # HRDA per profile: the factor of the frame sizes over the single-resolution ones, then (H, W) of
@@ -273,7 +273,7 @@ _HRDA_SIZES: Mapping[str, tuple[int, Size, Size, Size, Size]] = {
 _RCS_MIN_PIXELS: Mapping[str, int] = {"paper": 3000, "demo": 49, "test": 3}
 # MIC mask block (pixels of the training crop): MIC's 64 scaled like the HRDA sizes.
 _MIC_BLOCK: Mapping[str, int] = {"paper": 64, "demo": 8, "test": 4}
-# The authors resumed image training from a MIC checkpoint (PROTOCOLS.md): QuadMix starts at
+# The authors resumed image training from a MIC checkpoint: QuadMix starts at
 # this step, DACS (+ the recipe's components, i.e. MIC) trains before it.
 _PAPER_QUADMIX_START: Mapping[tuple[str, str], int] = {
     ("gtav2cityscapes", "vit"): 4000, ("synthia2cityscapes", "vit"): 3000,

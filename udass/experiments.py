@@ -643,7 +643,7 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
                       f"{network} network, mean ± std over seeds")
     table["notes"] += [
         _profile_note(p.profile, [r.get("steps") for r in records]),
-        ("rows: udass.config.ABLATIONS (METHOD.md section 5)" if bm.is_video else
+        ("rows: udass.config.ABLATIONS (docs/method.md, QuadMix)" if bm.is_video else
          "rows: udass.config.IMAGE_ABLATIONS, each adding one image-recipe component to the row "
          "above (sizes at this profile: docs/method.md, \"The image recipe\")")
         + "; the paper's ablation table was not available, so only our rows are shown.",

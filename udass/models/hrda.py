@@ -24,7 +24,7 @@ overlap; the attention is not masked. An input larger than `eval_window` is itse
 overlapping windows (`eval_stride`; paper: 1024 x 1024 windows, stride 512, over 2048 x 1024),
 each predicted as above and averaged on the output grid (`slide_inference`).
 
-The wrapper keeps the network's model contract (DESIGN.md Contracts: Models) for one-frame clips
+The wrapper keeps the network's model contract (docs/architecture.md) for one-frame clips
 and adds the detail prediction and its windows; crop and window sizes are parameters, so tests
 run it at tiny sizes.
 """

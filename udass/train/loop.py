@@ -221,14 +221,16 @@ class Trainer:
         return self.cfg.data.rcs and self.method != "oracle"
 
     def rcs_stats(self) -> ClassStats:
-        """The source split's class statistics (`udass.data.rcs.class_statistics`: cached beside
-        the data root; under DDP the main process counts, the others then read its cache)."""
+        """The source split's class statistics (`udass.data.rcs.class_statistics`, counted with
+        data.num_workers processes and cached beside the data root; under DDP the main process
+        counts, the others then read its cache)."""
         if self._rcs_stats is None:
             d = self.dist
             if d.enabled and not d.is_main:
                 barrier()
             self._rcs_stats = class_statistics(self.dataset("source"),
-                                               progress=self.progress and d.is_main)
+                                               progress=self.progress and d.is_main,
+                                               workers=self.cfg.data.num_workers)
             if d.enabled and d.is_main:
                 barrier()
         return self._rcs_stats

@@ -143,9 +143,9 @@ class StepRecord:
 @dataclass
 class StepOutput:
     """losses: the loss terms by log name (`loss_src`, `loss_aux`, `loss_trg`, `loss_mix`,
-    `loss_feat`, `loss_agg`, `loss_fd`, `loss_mic`) and `pseudo_weight` (the mean DACS weight of T), scalars whose
-    graphs the step's backward passes have consumed; templates: the templates for the next step
-    (QuadMix) or None; record: a StepRecord when env.record was set."""
+    `loss_feat`, `loss_agg`, `loss_fd`, `loss_mic`) and `pseudo_weight` (the mean DACS weight of
+    T), scalars whose graphs the step's backward passes have consumed; templates: the templates
+    for the next step (QuadMix) or None; record: a StepRecord when env.record was set."""
 
     losses: dict[str, Tensor]
     templates: Templates | None = None
