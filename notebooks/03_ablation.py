@@ -31,7 +31,7 @@
 # are the image recipe's components instead (`udass.config.IMAGE_ABLATIONS`): QuadMix at a single
 # resolution, then + rare-class sampling, + ImageNet feature distance, + HRDA multi-resolution
 # training, + MIC masked image consistency, each row keeping the components of the row above, at
-# the profile's sizes (docs/method.md, "The image recipe").
+# the profile's sizes (docs/method.md, "The components at the demo and test sizes").
 
 # %% tags=["parameters"]
 benchmark: str = "synthetic-video"  # synthetic-video | synthetic-image (embedded) | a paper benchmark

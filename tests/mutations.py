@@ -133,7 +133,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("ema_skips_buffers", "the EMA averages floating buffers (BN statistics) too",
              "udass/method/teacher.py",
              (("            if d[attr].is_floating_point():", "            if False:"),)),
-    # the image recipe (docs/method.md, "The image recipe")
+    # the image recipe (docs/method.md, "The image recipe's components")
     Mutation("component_runs_with_its_switch_off", "every switch off gives the previous step", STEP,
              (("    mic = cfg.mic.enabled\n", "    mic = True\n"),)),
     Mutation("rcs_uniform_source_crop", "a source crop is redrawn until its drawn class covers enough",

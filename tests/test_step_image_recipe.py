@@ -1,5 +1,5 @@
-"""The image recipe's components in the training step (docs/method.md, "The image recipe" and
-"Rules and the tests that guard them"): rare-class sampling, the ImageNet feature distance,
+"""The image recipe's components in the training step (docs/method.md, "The image recipe's
+components" and "Rules and the tests that guard them"): rare-class sampling, the ImageNet feature distance,
 HRDA and MIC as the loop and the step functions run them on the tiny embedded image benchmark.
 Each test watches what the student is fed and returns through a spy and recomputes the rule
 from the units (udass.data.rcs, udass.method.*, udass.models.hrda); tests/mutations.py plants a

@@ -645,7 +645,8 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
         _profile_note(p.profile, [r.get("steps") for r in records]),
         ("rows: udass.config.ABLATIONS (docs/method.md, QuadMix)" if bm.is_video else
          "rows: udass.config.IMAGE_ABLATIONS, each adding one image-recipe component to the row "
-         "above (sizes at this profile: docs/method.md, \"The image recipe\")")
+         "above (sizes at this profile: docs/method.md, \"The components at the demo and test "
+         "sizes\")")
         + "; the paper's ablation table was not available, so only our rows are shown.",
     ]
     table["notes"] += _kept_note(records)

@@ -6,12 +6,12 @@
                       the previous step's templates -> strong augmentation -> the loss terms ->
                       the templates of the next step
 
-The image recipe's components (docs/method.md, "The image recipe") join every step where they
-apply, each behind its switch, and with every switch off a step computes what it computed
-without them: rare-class sampling crops each source sample around the class it was drawn for
-(`data.rcs`); the ImageNet feature distance joins the source pass (`fd.enabled`, `loss_fd`);
-HRDA networks draw their detail crops from the step's generator and are trained with the
-multi-resolution loss (`model.hrda`); MIC adds a last pass over the masked target
+The image recipe's components (docs/method.md, "The image recipe's components") join every
+step where they apply, each behind its switch, and with every switch off a step computes what it
+computed without them: rare-class sampling crops each source sample around the class it was
+drawn for (`data.rcs`); the ImageNet feature distance joins the source pass (`fd.enabled`,
+`loss_fd`); HRDA networks draw their detail crops from the step's generator and are trained with
+the multi-resolution loss (`model.hrda`); MIC adds a last pass over the masked target
 (`mic.enabled`, `loss_mic`, mixing methods only).
 
 A step receives the networks, the step's source and target batches as loaded (on the device),
