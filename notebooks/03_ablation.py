@@ -26,11 +26,17 @@
 # sample standard deviation over seeds and the figure shows the spread, under
 # `results/03_ablation/<benchmark>/<backbone>/`. The paper's ablation table was not available,
 # so only our rows are shown.
+#
+# On an image benchmark (`benchmark="synthetic-image"`, or GTAV / SYNTHIA -> Cityscapes) the rows
+# are the image recipe's components instead (`udass.config.IMAGE_ABLATIONS`): QuadMix at a single
+# resolution, then + rare-class sampling, + ImageNet feature distance, + HRDA multi-resolution
+# training, + MIC masked image consistency, each row keeping the components of the row above, at
+# the profile's sizes (docs/method.md, "The components at the demo and test sizes").
 
 # %% tags=["parameters"]
-benchmark: str = "synthetic-video"  # synthetic-video (embedded) | a video paper benchmark
+benchmark: str = "synthetic-video"  # synthetic-video | synthetic-image (embedded) | a paper benchmark
 backbone: str = "vit"  # vit (DAFormer head on MiT) | cnn (DeepLabV2 on ResNet)
-methods: str = "all"  # ablation rows: "all" or comma-separated names of udass.config.ABLATIONS
+methods: str = "all"  # ablation rows: "all" or names of udass.config.ABLATIONS (video) / IMAGE_ABLATIONS (image)
 profile: str = "demo"  # test | demo (CPU) | paper (the published recipe, GPU)
 steps: "Optional[int]" = None  # training steps; None: the profile's default
 data_root: "Optional[str]" = None  # folder holding the datasets; None: the synthetic cache

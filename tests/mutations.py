@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = ("tests/test_step_rules.py", "tests/test_method_losses_teacher.py",
-         "tests/test_method_templates_quadmix.py", "tests/test_method_feature_mix_aggregation.py")
+TESTS = ("tests/test_step_image_recipe.py", "tests/test_step_rules.py",
+         "tests/test_method_losses_teacher.py", "tests/test_method_templates_quadmix.py",
+         "tests/test_method_feature_mix_aggregation.py")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Mutation:
 
 
 STEP, LOOP, AGG = "udass/train/step.py", "udass/train/loop.py", "udass/method/aggregation.py"
+HRDA = "udass/models/hrda.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation("pseudo_labels_from_the_student", "pseudo-labels come from the EMA teacher", STEP,
@@ -63,11 +65,11 @@ MUTATIONS: tuple[Mutation, ...] = (
              (("match_histograms(source.frames, target.frames[:, 0])",
                "match_histograms(source.frames, target.frames[:, 1])"),)),
     Mutation("target_not_strongly_augmented", "the target input of L_trg is strongly augmented",
-             STEP, (("out = nets.student(*cat_clips([S, T_strong]))",
-                     "out = nets.student(*cat_clips([S, T]))"),)),
+             STEP, (("out = nets.student(*cat_clips([S, T_strong]), **detail_draws(env))",
+                     "out = nets.student(*cat_clips([S, T]), **detail_draws(env))"),)),
     Mutation("source_strongly_augmented", "the source input of L_src is not augmented", STEP,
-             (("out = nets.student(*cat_clips([S, T_strong]))",
-               "out = nets.student(*cat_clips([strong(S, cfg, g), T_strong]))"),)),
+             (("out = nets.student(*cat_clips([S, T_strong]), **detail_draws(env))",
+               "out = nets.student(*cat_clips([strong(S, cfg, g), T_strong]), **detail_draws(env))"),)),
     Mutation("mixed_not_strongly_augmented", "every mixed sample is strongly augmented", STEP,
              (("samples = [strong(mixed[k], cfg, g) for k in keys]",
                "samples = [mixed[k] for k in keys]"),)),
@@ -91,13 +93,13 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("mixed_loss_on_every_sample", "the mixed loss falls on the outermost samples", STEP,
              (("loss_samples(cfg.quadmix.paths)", "list(cfg.quadmix.paths)"),)),
     Mutation("mixed_loss_without_dacs_weights", "L_mix weighs pixels by the DACS weights", STEP,
-             (("wce(logits[i * b:(i + 1) * b], m.labels[:, 0], m.weights[:, 0])",
-               "wce(logits[i * b:(i + 1) * b], m.labels[:, 0])"),)),
+             (("seg_loss(out, slice(i * b, (i + 1) * b), m.labels[:, 0], m.weights[:, 0], env.cfg)",
+               "seg_loss(out, slice(i * b, (i + 1) * b), m.labels[:, 0], None, env.cfg)"),)),
     Mutation("target_loss_without_dacs_weights", "L_trg weighs pixels by the DACS weights", STEP,
-             (("T.labels[:, 0],\n                                                         T.weights[:, 0])",
-               "T.labels[:, 0])"),)),
+             (("T.labels[:, 0],\n                                                              T.weights[:, 0], cfg)",
+               "T.labels[:, 0],\n                                                              None, cfg)"),)),
     Mutation("lambda_t_dropped", "L_trg is weighted by lambda_T", STEP,
-             (("terms[\"loss_trg\"] = cfg.train.lambda_t * wce(", "terms[\"loss_trg\"] = wce("),)),
+             (("terms[\"loss_trg\"] = cfg.train.lambda_t * seg_loss(", "terms[\"loss_trg\"] = seg_loss("),)),
     Mutation("aux_weight_dropped", "the CNN's auxiliary term is weighted 0.1", STEP,
              (("cfg.train.aux_weight * wce(out[\"aux\"]", "wce(out[\"aux\"]"),)),
     Mutation("aggregation_weight_dropped", "L_agg is weighted by aggregation.weight", STEP,
@@ -124,13 +126,50 @@ MUTATIONS: tuple[Mutation, ...] = (
              LOOP, (("            out = dacs_step(nets, source, target, env)",
                      "            out = quadmix_step(nets, source, target, self.templates, env)"),)),
     Mutation("dacs_adds_the_target_term", "`dacs` has no target-only term", STEP,
-             (("        out = nets.student(S.frames, S.flows)\n        terms = source_terms(out, S.labels[:, 0], env.cfg, b)\n",
+             (("        out = nets.student(S.frames, S.flows, **detail_draws(env))\n        terms = source_terms(out, S.labels[:, 0], env.cfg, b)\n",
                "        out = nets.student(*cat_clips([S, strong(T, env.cfg, g)]))\n"
                "        terms = source_terms(out, S.labels[:, 0], env.cfg, b)\n"
                "        terms[\"loss_trg\"] = wce(out[\"logits\"][b:].float(), T.labels[:, 0], T.weights[:, 0])\n"),)),
     Mutation("ema_skips_buffers", "the EMA averages floating buffers (BN statistics) too",
              "udass/method/teacher.py",
              (("            if d[attr].is_floating_point():", "            if False:"),)),
+    # the image recipe (docs/method.md, "The image recipe's components")
+    Mutation("component_runs_with_its_switch_off", "every switch off gives the previous step", STEP,
+             (("    mic = cfg.mic.enabled\n", "    mic = True\n"),)),
+    Mutation("rcs_uniform_source_crop", "a source crop is redrawn until its drawn class covers enough",
+             STEP, (("        if cfg.data.rcs and batch.domain == \"source\":\n",
+                     "        if False:\n"),)),
+    Mutation("rcs_class_of_another_step", "the crop uses the class its sample was drawn for", LOOP,
+             (("self._rcs_draws.classes_for_step(k)", "self._rcs_draws.classes_for_step(k + 1)"),)),
+    Mutation("fd_on_every_class", "the feature distance counts thing-class cells only", STEP,
+             (("env.thing_classes, env.num_classes, cfg.fd.min_ratio)",
+               "tuple(range(env.num_classes)), env.num_classes, cfg.fd.min_ratio)"),)),
+    Mutation("fd_weight_dropped", "L_FD is weighted by fd.weight", STEP,
+             (("return {\"loss_fd\": cfg.fd.weight * loss}", "return {\"loss_fd\": loss}"),)),
+    Mutation("fd_full_image_under_hrda", "with HRDA the ImageNet encoder sees the context image", STEP,
+             (("            images = context_images(images, cfg.model.hrda_context_scale)\n", ""),)),
+    Mutation("hrda_detail_loss_dropped", "HRDA's detail prediction has its 0.1 loss", STEP,
+             (("multi_resolution_loss(part, labels, weights, cfg.model.hrda_detail_loss)",
+               "multi_resolution_loss(part, labels, weights, 0.0)"),)),
+    Mutation("hrda_crops_from_the_global_generator", "detail crops come from the step's generator",
+             STEP, (("return {\"generator\": env.generator} if env.cfg.model.hrda else {}",
+                     "return {}"),)),
+    Mutation("hrda_pseudo_labels_without_sliding", "the teacher's detail prediction slides windows",
+             HRDA, (("hr = slide_inference(detail, images, self.detail_size, self.detail_stride, self.output_stride)",
+                     "hr = _resize(detail(images), size)"),)),
+    Mutation("mic_pseudo_labels_from_the_masked_image", "MIC learns the unmasked target's pseudo-labels",
+             STEP, (("seg_loss(out, slice(None), T.labels[:, 0], T.weights[:, 0], cfg)",
+                     "seg_loss(out, slice(None), pseudo_label(nets.teacher, frames, T.flows).labels[:, 0], "
+                     "T.weights[:, 0], cfg)"),)),
+    Mutation("mic_without_quality_weights", "MIC weighs pixels by the DACS quality weights", STEP,
+             (("seg_loss(out, slice(None), T.labels[:, 0], T.weights[:, 0], cfg)",
+               "seg_loss(out, slice(None), T.labels[:, 0], None, cfg)"),)),
+    Mutation("mic_mask_not_applied", "the MIC input has its blocks removed", STEP,
+             (("        frames = mask_frames(aug.frames, mask, fill)\n", "        frames = aug.frames\n"),)),
+    Mutation("mic_target_not_strongly_augmented", "MIC masks the strongly augmented target", STEP,
+             (("    aug = strong(T, cfg, g)\n", "    aug = T\n"),)),
+    Mutation("mic_weight_dropped", "L_mic is weighted by mic.weight", STEP,
+             (("loss = cfg.mic.weight * seg_loss(", "loss = seg_loss("),)),
 )
 
 

@@ -196,3 +196,16 @@ def test_fingerprint_is_reproducible_and_sees_a_changed_value():
         "quadmix.paths": "ss,tt", "aggregation.weight": "0.1"}
     with pytest.raises(SystemExit, match="expected BENCHMARK"):
         fingerprint.parse_case("synthetic-video:vit")
+
+
+def test_image_recipe_benchmark_times_each_ablation_row():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_image_recipe
+
+    res = bench_image_recipe.run(profile="test", steps=1, warmup=1)
+    rows = res["rows"]
+    assert list(rows) == ["quadmix", "+rcs", "+fd", "+hrda", "+mic"]
+    assert rows["quadmix"]["ratio_to_quadmix"] == 1.0 and all(r["median_ms"] > 0 for r in rows.values())
+    assert [r["passes"] for r in rows.values()] == [2, 2, 2, 2, 3]
+    # test sizes: a 32 x 64 crop; HRDA a 64 x 64 crop, context 32 x 32 + detail 32 x 32
+    assert rows["+fd"]["pixels_per_sample"] == 32 * 64 and rows["+hrda"]["pixels_per_sample"] == 2 * 32 * 32

@@ -1,7 +1,8 @@
 """Every config field is read by the code a run executes: a field that `--set` accepts and
 run.json records but nothing reads is a promise the software does not keep. Short runs of the
-test profile (every method, both backbones, image and video, both aggregation losses) train with
-a Config whose sections record each field read from outside udass/config.py and dataclasses."""
+test profile (every method, both backbones, image and video, both aggregation losses, the image
+recipe's components) train with a Config whose sections record each field read from outside
+udass/config.py and dataclasses."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from udass.config import Config, all_keys, build_config
+from udass.config import Config, all_keys, build_config, image_recipe
 from udass.train import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -40,6 +41,7 @@ def tracked(cfg: Config) -> Config:
 
 
 RUNS = [("synthetic-video", "vit", "quadmix", {"aggregation.confidence": 0.0}),  # prototypes on both sides
+        ("synthetic-image", "vit", "quadmix", image_recipe("synthetic-image", "test")),  # RCS, FD, HRDA, MIC
         ("synthetic-image", "cnn", "quadmix", {"aggregation.loss": "contrastive"}),
         ("synthetic-video", "cnn", "dacs", {}),
         ("synthetic-image", "vit", "source_only", {}),

@@ -32,7 +32,7 @@ def test_paper_profile_follows_the_protocol_recipes():
     assert (cnn.data.batch_source, cnn.data.batch_target) == (1, 1)
     vit = build_config("gtav2cityscapes", "vit", "quadmix", "paper")
     assert (vit.optim.name, vit.optim.lr, vit.optim.warmup_steps) == ("adamw", 6e-5, 1500)
-    assert vit.model.variant == "mit_b5" and vit.data.crop_size == (512, 512)
+    assert vit.model.variant == "mit_b5" and vit.data.crop_size == (1024, 1024)  # HRDA's crop
     assert (vit.data.batch_source, vit.data.batch_target) == (2, 2)
     seq = build_config("synthia-seq2cityscapes-seq", "cnn", "quadmix", "paper")
     assert seq.data.source_size == (640, 1280) and seq.data.source_crop_bottom == 120

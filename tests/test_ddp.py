@@ -72,6 +72,20 @@ def test_the_cli_command_of_the_docs_runs_dacs_with_the_cnn(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["step"] == 3
 
 
+def test_ddp_trains_the_image_recipe_with_the_cnn(tmp_path):
+    """RCS (the main process counts the class statistics, the other reads its cache), FD, HRDA
+    (the CNN's auxiliary head never runs) and MIC under two processes."""
+    out = tmp_path / "run"
+    proc = _torchrun("-m", "udass", "train", "--benchmark", "synthetic-image", "--profile", "test",
+                     "--method", "quadmix", "--backbone", "cnn", "--recipe", "authors", "--steps", "2",
+                     "--device", "cpu", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((out / "metrics.json").read_text())["step"] == 2
+    assert json.loads((out / "run.json").read_text())["config"]["model"]["hrda"]
+    header, *rows = (out / "log.csv").read_text().splitlines()
+    assert "loss_mic" in header and len(rows) == 2
+
+
 class _TwoHeads(nn.Module):
     def __init__(self) -> None:
         super().__init__()

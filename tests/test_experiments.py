@@ -178,11 +178,13 @@ def test_reproduce_plan_order_and_selection(tmp_path, monkeypatch):
         ("01_train_image", "synthetic-image", "cnn"), ("01_train_image", "synthetic-image", "vit"),
         ("02_train_video", "synthetic-video", "cnn"), ("02_train_video", "synthetic-video", "vit"),
         ("03_ablation", "synthetic-video", "vit"), ("03_ablation", "synthetic-video", "cnn"),
+        ("03_ablation", "synthetic-image", "vit"),
         ("04_qualitative", "synthetic-video", "vit"), ("05_tsne", "synthetic-video", "vit")]
     assert {j.parameters["profile"] for j in jobs} == {"demo"}
+    assert len({j.output for j in jobs}) == len(jobs)
     # the video tables run five (vit) and three (cnn) seeds, the others their notebook's default
     assert [j.parameters.get("seeds") for j in jobs] == \
-        [None] * 3 + ["0,1,2", "0,1,2,3,4", None, "0", None, None]
+        [None] * 3 + ["0,1,2", "0,1,2,3,4", None, "0", None, None, None]
     assert [j.notebook for j in reproduce.reproduce_plan("demo", only="02,05_tsne")] == [
         "02_train_video", "02_train_video", "05_tsne"]
     with pytest.raises(UdassError, match="--only"):
@@ -328,6 +330,36 @@ def test_results_summary_lists_the_ablation_of_each_backbone(tmp_path):
         text.index("## Ablation (synthetic-video, cnn, seeds 0)")
     assert vit < cnn and "| intra+stt | quadmix: quadmix.paths=ss,tt,stt" in text[cnn:]
     assert "| 41.0 | 41.0 |" in text[cnn:] and "-p backbone cnn -p seeds 0`" in text
+    folder = tmp_path / "results" / "03_ablation" / "synthetic-image" / "vit"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"seeds": [0], "profile": "demo", "methods": {
+        "+hrda": {"miou": 50.0, "miou_per_seed": [50.0]}}}))
+    text = ux.results_summary(tmp_path / "results")
+    image = text.index("## Ablation (synthetic-image, vit, seeds 0)")
+    assert "| +hrda | quadmix: data.rcs, fd.enabled, model.hrda | 50.0 |" in text[image:]
+    assert "-p benchmark synthetic-image -p backbone vit -p seeds 0`" in text[image:]
+
+
+def test_the_image_ablation_trains_each_recipe_row_on_synthetic_image(tmp_path):
+    """03_ablation's call on the image benchmark: the rows quadmix, +rcs, +fd, +hrda, +mic, each
+    a run whose config has exactly the row's components on (test profile, one step)."""
+    res = ux.run_ablation("03_ablation", benchmark="synthetic-image", backbone="vit", methods="all",
+                          profile="test", steps=1, seeds="0", device="cpu",
+                          results_dir=tmp_path / "results", runs_root=tmp_path / "runs",
+                          progress=False)
+    folder = tmp_path / "results" / "03_ablation" / "synthetic-image" / "vit"
+    table = (folder / "table.md").read_text()
+    assert [r["method"] for r in res["records"]] == ["quadmix", "+rcs", "+fd", "+hrda", "+mic"]
+    switches = ("data", "rcs"), ("fd", "enabled"), ("model", "hrda"), ("mic", "enabled")
+    for i, r in enumerate(res["records"]):
+        cfg = json.loads((folder / "runs" / f"{ux._safe(r['method'])}-s0" / "run.json").read_text())["config"]
+        assert [cfg[sec][key] for sec, key in switches] == [j < i for j in range(4)], r["method"]
+        assert r["step"] == 1
+    assert "quadmix: data.rcs, fd.enabled, model.hrda, mic.enabled" in table
+    assert "IMAGE_ABLATIONS" in table
+    with pytest.raises(UdassError, match="parameter `methods`"):
+        ux.run_ablation("03_ablation", benchmark="synthetic-image", methods="intra_only",
+                        profile="test", results_dir=tmp_path / "results", runs_root=tmp_path / "runs")
 
 
 def test_committed_tables_have_their_run_copies_in_git():

@@ -1,5 +1,5 @@
 """The presets as data (udass.config: PROFILE_PRESETS, BACKBONE_PRESETS, KIND_PRESETS,
-BENCHMARK_PRESETS): every benchmark x backbone x method x profile builds exactly the Config
+BENCHMARK_PRESETS, RECIPE_PRESETS): every benchmark x backbone x method x profile builds exactly the Config
 recorded in tests/fixtures/presets.json, the tables' keys name things that exist, and the order
 of application is the documented one.
 
@@ -69,7 +69,11 @@ def test_later_tables_and_specific_entries_win():
     # ANY matches every profile; the (kind, paper) entry comes after the (kind, ANY) one
     assert preset_overrides("synthetic-video", "vit", "quadmix", "test")["data.flow_source"] == "exact"
     assert "data.flow_source" not in preset_overrides("gtav2cityscapes", "vit", "quadmix", "test")
-    assert preset_overrides("gtav2cityscapes", "vit", "quadmix", "paper")["data.crop_size"] == (512, 512)
+    single = preset_overrides("gtav2cityscapes", "vit", "quadmix", "paper", recipes=False)
+    assert single["data.crop_size"] == (512, 512)
+    # the last table, RECIPE_PRESETS: the paper image profile is the authors' recipe (HRDA crop)
+    full = preset_overrides("gtav2cityscapes", "vit", "quadmix", "paper")
+    assert full["data.crop_size"] == (1024, 1024) and full["model.hrda"] and full["mic.enabled"]
     # the caller's overrides and shortcuts win over every table
     cfg = build_config("viper2cityscapes-seq", "cnn", "dacs", "paper", {"optim.lr": 3e-4}, seed=4)
     assert cfg.optim.lr == 3e-4 and cfg.train.seed == 4 and cfg.train.lambda_t == 0.2

@@ -112,6 +112,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="stop after this step and checkpoint there (resume later)")
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--pretrained", default=None, help="ImageNet checkpoint path, or 'none'")
+    p.add_argument("--recipe", default=None,
+                   help="image benchmarks: a named recipe of udass.config.RECIPES (single_resolution, "
+                        "daformer, hrda, authors = the paper profile's), applied before --set")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set quadmix.paths=ss,tt (repeatable)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

@@ -1,17 +1,24 @@
 """Configuration as data: frozen dataclasses, presets as tables of dotted overrides, ablation rows.
 
+This module is over 600 lines on purpose: the Config dataclasses, the preset tables that fill
+them (the paper image recipe among them), their validation and the ablation rows are one
+concept that every layer reads, and the tables need the dataclasses while `build_config` needs
+both; split across modules they would import each other.
+
 A run is fully described by one `Config`: the Config defaults, then the preset of benchmark x
 backbone x method x profile (the tables PROFILE_PRESETS, BACKBONE_PRESETS, KIND_PRESETS and
 BENCHMARK_PRESETS, applied in that order), then `--set key=value` overrides (dotted field
 names, e.g. `quadmix.paths=ss,tt`). Nothing is selected by editing source. Ablation rows are
-named override sets (`ABLATIONS`). This module imports nothing of udass but the benchmark
+named override sets (`ABLATIONS` for video, `IMAGE_ABLATIONS` for
+images), and so are the image recipes (`RECIPES`). This module imports nothing of udass but the benchmark
 registry and the errors: every layer may read a Config.
 
 Profiles:
 - `test`:  tiny model, tiny frames, a few steps: what the test suite trains.
 - `demo`:  a small model at reduced resolution, a CPU-sized schedule (the embedded benchmark by
            default; on a real benchmark id it is a smoke test of real data on a laptop).
-- `paper`: the published recipe, line by line from docs/datasets.md ("Training recipes").
+- `paper`: the published recipe, line by line from docs/datasets.md ("Training recipes"); for
+           GTAV / SYNTHIA -> Cityscapes the authors' image recipe (`PAPER_IMAGE_RECIPES`).
 The values and the reasons for them: docs/method.md, "Profiles and recipe choices".
 """
 from __future__ import annotations
@@ -50,6 +57,11 @@ class DataConfig:
     synth_size: str = "demo"            # size of an auto-generated synthetic root
     synth_seed: int = 0                 # data seed of an auto-generated synthetic root
     allow_partial: bool = False         # evaluate an incomplete val split's complete clips (run control)
+    # rare-class sampling of source images (DAFormer; udass.data.rcs); off unless `rcs`
+    rcs: bool = False
+    rcs_temperature: float = 0.01       # softmax temperature over (1 - class frequency)
+    rcs_min_pixels: int = 3000          # an image counts for a class with more pixels than this
+    rcs_min_crop_ratio: float = 2.0     # crop redrawn until class pixels > min_pixels x this
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,13 @@ class ModelConfig:
     head: str = "daformer"              # ViT decoder: daformer | segformer
     temporal_fusion: bool = True        # flow-guided 1x1 logit fusion
     drop_path: float = 0.1
+    # HRDA multi-resolution training and inference (udass.models.hrda); off unless `hrda`
+    hrda: bool = False
+    hrda_context_scale: float = 0.5     # context crop = the training crop at this scale
+    hrda_detail_size: Size = (512, 512)  # full-resolution detail crop inside the context crop
+    hrda_detail_loss: float = 0.1       # weight of the detail prediction's loss
+    hrda_eval_window: Size = (1024, 1024)  # sliding-window inference: window and stride
+    hrda_eval_stride: Size = (512, 512)
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,26 @@ class AggregationConfig:
 
 
 @dataclass(frozen=True)
+class MICConfig:
+    """Masked image consistency (MIC; udass.method.masking)."""
+
+    enabled: bool = False
+    block_size: int = 64                # mask block, pixels of the training crop
+    ratio: float = 0.7                  # share of blocks removed (each with this probability)
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class FDConfig:
+    """ImageNet feature distance on thing-class source pixels (DAFormer;
+    udass.method.feature_distance)."""
+
+    enabled: bool = False
+    weight: float = 0.005
+    min_ratio: float = 0.75             # a bottleneck cell is labelled when its class covers this
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     method: str = "quadmix"
     profile: str = "demo"
@@ -146,6 +185,8 @@ class Config:
     quadmix: QuadMixConfig = field(default_factory=QuadMixConfig)
     feature_mix: FeatureMixConfig = field(default_factory=FeatureMixConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    mic: MICConfig = field(default_factory=MICConfig)
+    fd: FDConfig = field(default_factory=FDConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -238,9 +279,12 @@ def _matching(table: Mapping[Any, Overrides], key: tuple[str, ...]) -> list[Over
     return out
 
 
-def preset_overrides(benchmark: str, backbone: str, method: str, profile: str) -> dict[str, Any]:
+def preset_overrides(benchmark: str, backbone: str, method: str, profile: str,
+                     recipes: bool = True) -> dict[str, Any]:
     """The dotted overrides of the preset benchmark x backbone x method x profile, in the order
-    the tables apply (see above); `build_config` applies them to the Config defaults."""
+    the tables apply (see above), then (with `recipes`) RECIPE_PRESETS[benchmark, backbone,
+    profile], the image recipe of the paper profile; `build_config` applies them to the Config
+    defaults."""
     kind = get_benchmark(benchmark).kind
     out: dict[str, Any] = {"data.benchmark": benchmark, "model.backbone": backbone,
                            "train.method": method, "train.profile": profile}
@@ -249,6 +293,142 @@ def preset_overrides(benchmark: str, backbone: str, method: str, profile: str) -
                        (BENCHMARK_PRESETS, (benchmark, backbone, profile))):
         for overrides in _matching(table, key):
             out.update(overrides)
+    if recipes:
+        for overrides in _matching(RECIPE_PRESETS, (benchmark, backbone, profile)):
+            out.update(overrides)
+    return out
+
+
+# --------------------------------------------------------------------------------- the image recipe
+# The authors' image recipe (docs/method.md, "The image recipe's components"): QuadMix on
+# MIC + HRDA, which build on DAFormer's rare-class sampling and ImageNet feature distance. Each
+# component is a switch; `image_recipe` gives the dotted overrides that turn a set of them on
+# (and the others off) at a profile's sizes.
+IMAGE_COMPONENTS = ("rcs", "fd", "hrda", "mic")
+
+# HRDA per profile: the factor of the frame sizes over the single-resolution ones, then (H, W) of
+# the training crop (full resolution), the detail crop, the inference window and its stride.
+# paper: the HRDA / MIC configs (frames at twice DAFormer's resolution). demo: the paper's sizes
+# divided by 8, the ratio of the Cityscapes width (2048) to the demo frames' (256), which are
+# the generated data's own resolution (nothing finer to load). test: the frames at twice the
+# test size (64 x 128), the paper's sizes divided by 16; the MiT's first stage needs 32 pixels.
+_HRDA_SIZES: Mapping[str, tuple[int, Size, Size, Size, Size]] = {
+    "paper": (2, (1024, 1024), (512, 512), (1024, 1024), (512, 512)),
+    "demo": (1, (128, 128), (64, 64), (128, 128), (64, 64)),
+    "test": (2, (64, 64), (32, 32), (64, 64), (32, 32)),
+}
+# RCS: an image counts for a class with more than this many pixels. paper: DAFormer's 3000 of a
+# GTAV label (1914 x 1052); demo and test: 3000 scaled by the pixel count of their labels
+# (256 x 128: 49; 64 x 32: 3).
+_RCS_MIN_PIXELS: Mapping[str, int] = {"paper": 3000, "demo": 49, "test": 3}
+# MIC mask block (pixels of the training crop): MIC's 64 scaled like the HRDA sizes.
+_MIC_BLOCK: Mapping[str, int] = {"paper": 64, "demo": 8, "test": 4}
+# The authors resumed image training from a MIC checkpoint: QuadMix starts at
+# this step, DACS (+ the recipe's components, i.e. MIC) trains before it.
+_PAPER_QUADMIX_START: Mapping[tuple[str, str], int] = {
+    ("gtav2cityscapes", "vit"): 4000, ("synthia2cityscapes", "vit"): 3000,
+    ("gtav2cityscapes", "cnn"): 6000, ("synthia2cityscapes", "cnn"): 6000,
+}
+
+
+def _single_resolution_sizes(benchmark: str, profile: str) -> dict[str, Size]:
+    """crop_size, source_size and target_size of the preset without any recipe table."""
+    p = preset_overrides(benchmark, BACKBONES[0], METHODS[0], profile, recipes=False)
+    d = DataConfig()
+    return {k: p.get(f"data.{k}", getattr(d, k)) for k in ("crop_size", "source_size", "target_size")}
+
+
+def image_recipe(benchmark: str, profile: str, components: tuple[str, ...] = IMAGE_COMPONENTS
+                 ) -> dict[str, Any]:
+    """Dotted overrides that switch the image-recipe components in `components` (of rcs, fd,
+    hrda, mic) on and the others off, at `profile`'s sizes, for an image benchmark.
+
+    Every switch is set either way and so are the crop and frame sizes, so the result overrides
+    any preset. HRDA on: the profile's HRDA crop and windows, and at the paper (and test)
+    profile the frames at twice the single-resolution size (paper: GTAV 2560 x 1440, SYNTHIA
+    2560 x 1520, Cityscapes 2048 x 1024, as HRDA loads them). HRDA off: the profile's
+    single-resolution sizes.
+    """
+    bad = [c for c in components if c not in IMAGE_COMPONENTS]
+    if bad:
+        raise unknown_name("image-recipe component", bad[0], IMAGE_COMPONENTS)
+    if profile not in PROFILES:
+        raise unknown_name("profile", profile, PROFILES)
+    b = get_benchmark(benchmark)
+    if b.is_video:
+        raise UdassError(f"image_recipe: {benchmark} is a video benchmark; the image recipe "
+                         f"(HRDA, MIC, RCS, FD) is for gtav2cityscapes, synthia2cityscapes and "
+                         f"synthetic-image")
+    single = _single_resolution_sizes(benchmark, profile)
+    factor, crop, detail, window, stride = _HRDA_SIZES[profile]
+    hrda = "hrda" in components
+    scale = factor if hrda else 1
+    out: dict[str, Any] = {
+        "data.rcs": "rcs" in components, "fd.enabled": "fd" in components,
+        "model.hrda": hrda, "mic.enabled": "mic" in components,
+        "data.crop_size": crop if hrda else single["crop_size"],
+        "data.source_size": tuple(scale * v for v in single["source_size"]),
+        "data.target_size": tuple(scale * v for v in single["target_size"]),
+    }
+    if "rcs" in components:
+        out.update({"data.rcs_temperature": 0.01, "data.rcs_min_pixels": _RCS_MIN_PIXELS[profile],
+                    "data.rcs_min_crop_ratio": 2.0})
+    if "fd" in components:
+        out.update({"fd.weight": 0.005, "fd.min_ratio": 0.75})
+    if hrda:
+        out.update({"model.hrda_context_scale": 0.5, "model.hrda_detail_size": detail,
+                    "model.hrda_detail_loss": 0.1, "model.hrda_eval_window": window,
+                    "model.hrda_eval_stride": stride})
+    if "mic" in components:
+        out.update({"mic.block_size": _MIC_BLOCK[profile], "mic.ratio": 0.7, "mic.weight": 1.0})
+    return out
+
+
+def _paper_image_recipe(benchmark: str, backbone: str) -> dict[str, Any]:
+    # the authors' image configs train both backbones with AdamW 6e-5 (heads x10), 1500
+    # warm-up steps and poly 1.0 (the ViT preset already; the CNN's video recipe is SGD)
+    optim = {"optim.name": "adamw", "optim.lr": 6e-5, "optim.weight_decay": 0.01,
+             "optim.head_lr_mult": 10.0, "optim.warmup_steps": 1500, "optim.poly_power": 1.0}
+    return {**image_recipe(benchmark, "paper"), **optim,
+            "quadmix.start_step": _PAPER_QUADMIX_START[benchmark, backbone]}
+
+
+# The paper profile of the image benchmarks, as dotted overrides of their single-resolution
+# preset, per (benchmark, backbone): every component on at the HRDA / MIC configs' values, the
+# frames at HRDA's resolutions, the configs' AdamW schedule for both backbones, QuadMix from the
+# authors' resume step. Methods without a source
+# batch or a teacher leave the parts they do not have unread (oracle: RCS and FD; source_only
+# and oracle: MIC), as they leave quadmix.* and aggregation.* unread.
+PAPER_IMAGE_RECIPES: Mapping[tuple[str, str], Mapping[str, Any]] = {
+    (b, bb): _paper_image_recipe(b, bb) for b in ("gtav2cityscapes", "synthia2cityscapes")
+    for bb in BACKBONES}
+# the last preset table (see preset_overrides): the paper image recipe by (benchmark, backbone)
+RECIPE_PRESETS: Mapping[tuple[str, str, str], Overrides] = {
+    (b, bb, "paper"): r for (b, bb), r in PAPER_IMAGE_RECIPES.items()}
+
+# Named override sets of the image benchmarks (`recipe`, `udass train --recipe NAME`): which
+# components they switch on. "daformer": DAFormer's single-resolution recipe (RCS with its
+# configs' min crop ratio 0.5, FD); "hrda": DAFormer + HRDA; "authors": the paper profile's
+# recipe (+ MIC); "single_resolution": no component (DACS-style training at the profile's
+# single-resolution crop).
+RECIPES: Mapping[str, tuple[str, ...]] = {
+    "single_resolution": (), "daformer": ("rcs", "fd"), "hrda": ("rcs", "fd", "hrda"),
+    "authors": IMAGE_COMPONENTS,
+}
+
+
+def recipe(name: str, benchmark: str, backbone: str, profile: str) -> dict[str, Any]:
+    """The dotted overrides of the named recipe (RECIPES) for an image benchmark at a profile;
+    they apply over the preset like `--set` (the paper profile's start step is the authors'
+    only in "authors", 0 in the others)."""
+    if name not in RECIPES:
+        raise unknown_name("recipe", name, RECIPES)
+    out = image_recipe(benchmark, profile, RECIPES[name])
+    if name == "daformer":
+        out["data.rcs_min_crop_ratio"] = 0.5
+    if profile == "paper":
+        out["quadmix.start_step"] = (_PAPER_QUADMIX_START.get((benchmark, backbone), 0)
+                                     if name == "authors" else 0)
     return out
 
 
@@ -393,6 +573,33 @@ def validate(cfg: Config) -> None:
                          f"a one-frame clip has no previous frame to fuse; leave it false")
     if cfg.train.steps < 1:
         raise UdassError(f"train.steps={cfg.train.steps}: expected a positive number of steps")
+    _validate_image_recipe(cfg)
+
+
+def _validate_image_recipe(cfg: Config) -> None:
+    """Ranges of the image-recipe components (RCS, HRDA, MIC, FD)."""
+    checks = (
+        ("data.rcs_temperature", cfg.data.rcs_temperature, cfg.data.rcs_temperature > 0, "a positive number"),
+        ("data.rcs_min_pixels", cfg.data.rcs_min_pixels, cfg.data.rcs_min_pixels >= 0, "a number >= 0"),
+        ("model.hrda_context_scale", cfg.model.hrda_context_scale,
+         0 < cfg.model.hrda_context_scale < 1, "a scale in (0, 1)"),
+        ("model.hrda_detail_size", cfg.model.hrda_detail_size, min(cfg.model.hrda_detail_size) > 0,
+         "positive sizes"),
+        ("mic.block_size", cfg.mic.block_size, cfg.mic.block_size >= 1, "a positive number of pixels"),
+        ("mic.ratio", cfg.mic.ratio, 0 <= cfg.mic.ratio <= 1, "a share in [0, 1]"),
+    )
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise UdassError(f"{key}={value}: expected {expected}")
+    if cfg.model.hrda:
+        if get_benchmark(cfg.data.benchmark).is_video:
+            raise UdassError(f"model.hrda=true on the video benchmark {cfg.data.benchmark}: HRDA "
+                             f"takes one-frame clips (image benchmarks); leave it false")
+        crop, detail = cfg.data.crop_size, cfg.model.hrda_detail_size
+        if detail[0] > crop[0] or detail[1] > crop[1]:
+            raise UdassError(f"model.hrda_detail_size={detail} is larger than data.crop_size={crop}: "
+                             f"the detail crop lies inside the training crop; use a smaller detail "
+                             f"size or a larger crop")
 
 
 def config_diff(a: Config | Mapping, b: Config | Mapping) -> list[str]:
@@ -446,3 +653,21 @@ ABLATIONS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     # S' lands on T itself); no target template T' and its pseudo-labels enter any sample
     "source_templates_only": ("quadmix", {"quadmix.paths": ("ss", "stt")}),
 }
+
+
+# The image benchmarks' ablation rows: QuadMix with the image-recipe components added one by one
+# in the order the field built them (DAFormer's RCS and FD, HRDA, MIC); each row keeps the
+# components of the row above. `ablation_rows` resolves them at a profile's sizes.
+IMAGE_ABLATIONS: Mapping[str, tuple[str, ...]] = {
+    "quadmix": (), "+rcs": ("rcs",), "+fd": ("rcs", "fd"), "+hrda": ("rcs", "fd", "hrda"),
+    "+mic": ("rcs", "fd", "hrda", "mic"),
+}
+
+
+def ablation_rows(benchmark: str, profile: str) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """The ablation rows of a benchmark, each (method, overrides): ABLATIONS for the video
+    benchmarks, IMAGE_ABLATIONS at `profile`'s sizes (`image_recipe`) for the image ones."""
+    if get_benchmark(benchmark).is_video:
+        return dict(ABLATIONS)
+    return {name: ("quadmix", image_recipe(benchmark, profile, parts))
+            for name, parts in IMAGE_ABLATIONS.items()}

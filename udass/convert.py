@@ -38,7 +38,7 @@ from torch import Tensor
 
 from udass.benchmarks import BENCHMARKS, get_benchmark
 from udass.checkpoint import save_checkpoint
-from udass.config import Config, build_config
+from udass.config import Config, build_config, recipe
 from udass.errors import UdassError, unknown_name
 from udass.models import VARIANTS, build_model_from_config
 from udass.models.factory import first_items, tensor_state
@@ -297,7 +297,11 @@ def convert_state(fmt: str, state: Mapping[str, Tensor], benchmark: str | None =
     if fixed:
         raise UdassError(f"--set {fixed[0]}: the model of a converted checkpoint is the release's "
                          f"({variant}); set data.*, train.* or other keys only")
-    cfg = build_config(bench, rel.backbone, rel.method, profile, {**(overrides or {}), **model})
+    # the image benchmarks' paper profile is the authors' HRDA recipe; the releases udass converts
+    # are single-resolution networks, trained with DAFormer's recipe
+    base = (recipe("daformer", bench, rel.backbone, profile)
+            if profile == "paper" and not get_benchmark(bench).is_video else {})
+    cfg = build_config(bench, rel.backbone, rel.method, profile, {**base, **(overrides or {}), **model})
     target = _udass_state(cfg, num_classes, rel.input_style)
     consumed: set[str] = set()
     weights = {}

@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from udass.benchmarks import get_benchmark
-from udass.config import ABLATIONS, BACKBONES
+from udass.benchmarks import BENCHMARKS, get_benchmark
+from udass.config import ABLATIONS, BACKBONES, PROFILES, ablation_rows
 from udass.explore import qualitative, tsne
 from udass.explorer import quadmix_explorer, show_explorer
 from udass.figures import ablation_figure, per_class_bars, training_curves
@@ -223,9 +223,12 @@ def run_table(notebook: str = "02_train_video", benchmark: Any = "synthetic-vide
     ]
     table["notes"] += _kept_note(records)
     if not bm.is_video and not bm.synthetic:
-        table["notes"].append("our image recipe is DAFormer-style single-resolution; the paper's "
-                              "image numbers come from MIC + HRDA (multi-resolution crops, masked "
-                              "image consistency).")
+        table["notes"].append(
+            "the paper profile trains the authors' image recipe: QuadMix (and the baselines) on "
+            "MIC + HRDA with rare-class sampling and the ImageNet feature distance (docs/method.md)."
+            if p.profile == "paper" else
+            f"the {p.profile} profile trains at a single resolution without the image recipe's "
+            f"components; the paper's image numbers come from MIC + HRDA (the paper profile).")
     md_path, csv_path = write_table(table, out_dir)
     figures = {"per_class_iou": per_class_bars(_bar_rows(table, p.backbone), bm.eval_class_names(),
                                                out_dir / "per_class_iou.png",
@@ -260,9 +263,14 @@ def _combined(notebook: str, p: Params, benchmark: str, records: Sequence[Mappin
 
 
 # =========================================================================== ablation
-def ablation_setting(row: str) -> str:
-    """A row of ABLATIONS as text: `quadmix: quadmix.paths=ss,tt, feature_mix.enabled=false`."""
-    method, overrides = ABLATIONS[row]
+def ablation_setting(row: str, rows: Mapping[str, tuple[str, Mapping[str, Any]]] = ABLATIONS) -> str:
+    """A row of `rows` (default ABLATIONS) as text: `quadmix: quadmix.paths=ss,tt,
+    feature_mix.enabled=false`. An image row (`udass.config.ablation_rows`) names the recipe
+    switches that are on, e.g. `quadmix: data.rcs, fd.enabled` (sizes: docs/method.md)."""
+    method, overrides = rows[row]
+    if "model.hrda" in overrides:  # an image-recipe row: every switch and size is set
+        on = [k for k in ("data.rcs", "fd.enabled", "model.hrda", "mic.enabled") if overrides[k]]
+        return method + ": " + (", ".join(on) if on else "no image-recipe component")
     parts = []
     for k, v in overrides.items():
         v = ",".join(v) if isinstance(v, tuple) else v
@@ -276,22 +284,27 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
                  pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
                  runs_root: Any = "runs", network: str = REFERENCE_NETWORK,
                  progress: bool = True) -> dict[str, Any]:
-    """The ablation table: each row of `udass.config.ABLATIONS` (a method + overrides) over seeds.
+    """The ablation table: each row of `udass.config.ablation_rows(benchmark, profile)` (a method +
+    overrides) over seeds: ABLATIONS on a video benchmark, the image recipe's IMAGE_ABLATIONS
+    (quadmix, +rcs, +fd, +hrda, +mic) on an image benchmark.
 
-    methods: comma-separated row names or "all" (source_only, classmix, self_training,
+    methods: comma-separated row names or "all" (video: source_only, classmix, self_training,
     intra_only, intra+tss, intra+stt, quadmix_paths, +feature_mix, +aggregation,
-    no_temporal_weighting). Writes table.md / table.csv (mean ± sample std over seeds, a
+    no_temporal_weighting, ...). Writes table.md / table.csv (mean ± sample std over seeds, a
     `setting` column with the overrides; our rows only: the paper's ablation table was not
     available), ablation.png (mIoU bars with std error bars and one dot per seed), metrics.json
     and runs/<row>-s<seed>/ copies. Runs are shared with the other notebooks (same config, same run).
     """
+    prof = profile if profile in PROFILES else "demo"  # parse_params reports a bad profile
+    bench = benchmark if benchmark in BENCHMARKS else "synthetic-video"  # and a bad benchmark
+    rows = ablation_rows(bench, prof)
     p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
-                     device, results_dir, runs_root, method_names=list(ABLATIONS))
+                     device, results_dir, runs_root, method_names=list(rows))
     bm = get_benchmark(p.benchmark)
     out_dir = results_folder(p.results_dir, notebook, bm.name, p.backbone)
     records: list[dict[str, Any]] = []
     for row in p.methods:
-        method, overrides = ABLATIONS[row]
+        method, overrides = rows[row]
         copies = []
         for seed in p.seeds:
             rec = ensure_run(config_for(p, method, seed, overrides), p.runs_root, p.device, progress)
@@ -299,14 +312,14 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
             _copy_run_files(Path(rec["run_dir"]), out_dir / copy)
             copies.append(Path(copy).name)
             records.append({**rec, "method": row, "seed": seed, "run_dir": copy, "copy": copy,
-                            "setting": ablation_setting(row), "source_run_dir": rec["run_dir"]})
+                            "setting": ablation_setting(row, rows), "source_run_dir": rec["run_dir"]})
         _prune_copies(out_dir / "runs", _safe(row), copies)
     records += _kept_records(out_dir, p.methods, p.profile)
-    order = {name: i for i, name in enumerate(ABLATIONS)}
+    order = {name: i for i, name in enumerate(rows)}
     records.sort(key=lambda r: order.get(str(r["method"]), len(order)))
     table = comparison_table(records, bm, paper_rows=[], networks=(network,))
-    settings = {str(r["method"]): r.get("setting") or ablation_setting(str(r["method"]))
-                for r in records if str(r["method"]) in ABLATIONS}
+    settings = {str(r["method"]): r.get("setting") or ablation_setting(str(r["method"]), rows)
+                for r in records if str(r["method"]) in rows}
     for r in table["rows"]:
         r["setting"] = settings.get(r["method"], "")
     # mIoU columns only (per-class IoU is in metrics.json): one readable row per setting
@@ -319,8 +332,11 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
                       f"{network} network, mean ± std over seeds")
     table["notes"] += [
         _profile_note(p.profile, [r.get("steps") for r in records]),
-        "rows: udass.config.ABLATIONS (docs/method.md, section 5); the paper's ablation table was not "
-        "available, so only our rows are shown.",
+        ("rows: udass.config.ABLATIONS (docs/method.md, section 5)" if bm.is_video else
+         "rows: udass.config.IMAGE_ABLATIONS, each adding one image-recipe component to the row "
+         "above (sizes at this profile: docs/method.md, \"The components at the demo and test "
+         "sizes\")")
+        + "; the paper's ablation table was not available, so only our rows are shown.",
     ]
     table["notes"] += _kept_note(records)
     md_path, csv_path = write_table(table, out_dir)
@@ -409,21 +425,23 @@ def results_summary(results_dir: Path) -> str:
                              f"reproduce with `papermill notebooks/{nb}.ipynb out.ipynb -k python3 "
                              f"-p benchmark {bm} -p backbone {bb} -p seeds "
                              f"{','.join(map(str, d.get('seeds', [0])))}`.\n")
-    for bb in ("vit", "cnn"):
-        abl = results_folder(results_dir, "03_ablation", "synthetic-video", bb) / "metrics.json"
+    for bm, bb in (("synthetic-video", "vit"), ("synthetic-video", "cnn"), ("synthetic-image", "vit")):
+        abl = results_folder(results_dir, "03_ablation", bm, bb) / "metrics.json"
         if not abl.exists():
             continue
         d = json.loads(abl.read_text())
         seeds = d.get("seeds", [])
-        parts.append(f"## Ablation (synthetic-video, {bb}, seeds {', '.join(map(str, seeds))})\n")
+        rows = ablation_rows(bm, d.get("profile") or "demo")
+        parts.append(f"## Ablation ({bm}, {bb}, seeds {', '.join(map(str, seeds))})\n")
         parts.append("| row | setting | mIoU student (per seed) | mean ± std |")
         parts.append("|---|---|---|---:|")
         for name, r in d.get("methods", {}).items():
             per_seed = ", ".join(f"{v:.1f}" for v in r.get("miou_per_seed", []))
-            parts.append(f"| {name} | {ablation_setting(name) if name in ABLATIONS else ''} | "
+            parts.append(f"| {name} | {ablation_setting(name, rows) if name in rows else ''} | "
                          f"{per_seed} | {_fmt_miou(r)} |")
         parts.append(f"\nReproduce with `papermill notebooks/03_ablation.ipynb out.ipynb -k python3 "
-                     f"-p backbone {bb} -p seeds {','.join(map(str, seeds or [0, 1, 2]))}`.\n")
+                     f"{'' if bm == 'synthetic-video' else '-p benchmark ' + bm + ' '}-p backbone {bb} -p seeds "
+                     f"{','.join(map(str, seeds or [0, 1, 2]))}`.\n")
     return "\n".join(parts) + "\n"
 
 

@@ -105,8 +105,10 @@ def reproduce_plan(profile: str = "demo", data_root: str | os.PathLike | None = 
     for both backbones; 00, 03, 04, 05 on synthetic-video with the ViT). With one: the paper
     benchmarks whose dataset folders are present (01: GTAV / SYNTHIA -> Cityscapes, 02:
     SYNTHIA-Seq / VIPER -> Cityscapes-Seq, both backbones; 00, 03, 04, 05 on the first video
-    benchmark, ViT). The paper profile reads the ImageNet weights from $UDASS_PRETRAINED_VIT /
-    $UDASS_PRETRAINED_CNN. `only`: notebook names or their number prefixes ("02,03").
+    benchmark, ViT). Outside the paper profile, 03 also runs on the first image benchmark (ViT):
+    the image recipe's rows (`udass.config.IMAGE_ABLATIONS`). The paper profile reads the
+    ImageNet weights from $UDASS_PRETRAINED_VIT / $UDASS_PRETRAINED_CNN. `only`: notebook names
+    or their number prefixes ("02,03").
     """
     if profile not in PROFILES:
         raise param_error("profile", f"one of {', '.join(PROFILES)}", profile)
@@ -152,6 +154,9 @@ def reproduce_plan(profile: str = "demo", data_root: str | os.PathLike | None = 
         add("03_ablation", main_video, "vit")
         if profile != "paper":  # 30 more 40k-step runs at the paper profile: run it on purpose
             add("03_ablation", main_video, "cnn")
+    if image and profile != "paper":  # the image recipe's components, one by one (ViT)
+        add("03_ablation", image[0], "vit")
+    if main_video:
         for nb in ("04_qualitative", "05_tsne"):
             add(nb, main_video, "vit")
     return jobs

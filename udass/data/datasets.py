@@ -36,12 +36,12 @@ import torch
 from torch.utils.data import Dataset
 
 from udass.benchmarks import IGNORE_INDEX, ROLES, Benchmark, get_benchmark
-from udass.config import DataConfig
+from udass.config import DataConfig, build_config
 from udass.data.cityscapes import CityscapesLayout, CityscapesSeqLayout
 from udass.data.clip import Clip
 from udass.data.flow import flow_cache_path, read_flow, resize_flow_np
 from udass.data.gta import GTALayout
-from udass.data.imageio import read_rgb
+from udass.data.imageio import image_size, read_rgb
 from udass.data.protocols import map_label
 from udass.data.splits import expected_split_sizes, role_of
 from udass.data.synthetic import ensure_synthetic_root
@@ -336,6 +336,20 @@ class ClipDataset(Dataset):
                else resize_labels(torch.from_numpy(m)[None], size)[0] for m in maps]
         return torch.stack(out).long()
 
+    def native_label(self, i: int) -> np.ndarray:
+        """Frame t's train-id label of item i (uint8 [H, W], 255 ignore) at its stored resolution,
+        the bottom crop applied (what rare-class sampling counts; `udass.data.rcs`)."""
+        paths = self.raw_paths(i)
+        path = paths.labels[0]
+        if path is None:
+            raise UdassError(f"{self.benchmark} {self.domain} {self.split} clips carry no labels; "
+                             f"class statistics need a labelled split")
+        raw = self.layout.read_label(path, self._data_hint)
+        label = map_label(raw, self.protocol, self.layout.encoding, str(path))
+        if not self.spec.crop_bottom:
+            return label
+        return self._crop_label(label, image_size(paths.frames[0], self._data_hint))
+
     def _crop_label(self, label: np.ndarray, stored: tuple[int, int]) -> np.ndarray:
         crop = self.spec.crop_bottom
         if not crop:
@@ -344,18 +358,23 @@ class ClipDataset(Dataset):
         return label[: label.shape[0] - rows]
 
 
-def build_dataset(benchmark: str, split: str, data_root: str | Path | None, domain: str, *,
-                  data_cfg: DataConfig, with_labels: bool = False,
-                  flow_root: str | Path | None = None) -> ClipDataset:
+def build_dataset(benchmark: str, split: str, data_root: str | Path | None, domain: str,
+                  profile: str = "demo", *, data_cfg: DataConfig | None = None,
+                  with_labels: bool = False, flow_root: str | Path | None = None) -> ClipDataset:
     """Clips of `benchmark`'s `domain` dataset, `split` in {"train", "val"} (see module docstring).
 
     data_cfg: the run's DataConfig (sizes, crop, flow source, synthetic root size), built by the
-    caller (`build_config(...).data`) for this benchmark. data_root: folder holding the dataset
+    caller (`build_config(...).data`) for this benchmark: the trainer, evaluation and the flow
+    cache pass theirs. Without it (scripts, notebooks: the contract's
+    `build_dataset(benchmark, split, data_root, domain, profile="demo")`), the preset DataConfig
+    of `benchmark` at `profile` is used. data_root: folder holding the dataset
     folders; None = `data_cfg.data_root`, else the synthetic cache (synthetic benchmarks, made on
     demand). flow_root: default `data_cfg.flow_root`, else `<data root>/udass_flow` (dis /
     exact) or the data root itself (authors: the authors' flow folders sit beside the dataset
     folders).
     """
+    if data_cfg is None:
+        data_cfg = build_config(benchmark, profile=profile).data
     if data_cfg.benchmark != benchmark:
         raise UdassError(f"build_dataset({benchmark!r}): the DataConfig given is for "
                          f"{data_cfg.benchmark!r}; build it for {benchmark!r} "

@@ -114,6 +114,13 @@ def random_crop(batch: ClipBatch, size: tuple[int, int], generator: torch.Genera
         return batch
     ys = torch.randint(0, h - ch + 1, (len(batch),), generator=generator).tolist()
     xs = torch.randint(0, w - cw + 1, (len(batch),), generator=generator).tolist()
+    return crop_at(batch, ys, xs, (ch, cw))
+
+
+def crop_at(batch: ClipBatch, ys: list[int], xs: list[int], size: tuple[int, int]) -> ClipBatch:
+    """Crop sample i of the batch to size (h, w) at top-left corner (ys[i], xs[i]): frames,
+    flows, labels and extras alike (labels must share the frames' size)."""
+    ch, cw = size
     crop = lambda t: torch.stack([t[i, ..., y:y + ch, x:x + cw]  # noqa: E731
                                   for i, (y, x) in enumerate(zip(ys, xs))])
     return ClipBatch(crop(batch.frames), crop(batch.flows),

@@ -1,11 +1,14 @@
 """Segmentation losses shared by every term of the method (docs/method.md, sections 5 and 6)."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch.nn.functional as F
 from torch import Tensor
 from torch.profiler import record_function
 
 from udass.benchmarks import IGNORE_INDEX
+from udass.models.hrda import crop_boxes
 
 
 def upsample_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
@@ -36,3 +39,22 @@ def weighted_cross_entropy(logits: Tensor, labels: Tensor, weights: Tensor | Non
         ce = ce * weights.to(ce.dtype)
     labelled = (labels != IGNORE_INDEX).sum()
     return ce.sum() / labelled.clamp(min=1).to(ce.dtype)
+
+
+def multi_resolution_loss(out: Mapping[str, Any], labels: Tensor, weights: Tensor | None = None,
+                          detail_weight: float = 0.1) -> dict[str, Tensor]:
+    """HRDA's loss on an `HRDAModel` training output (`udass.models.hrda`).
+
+    out: the output dict, with logits (fused) [B, C, H/r, W/r], logits_detail [B, C, h_d/r, w_d/r]
+    and detail_boxes [B, 4] (y1, y2, x1, x2) in input pixels; labels [B, H, W] int64 (255
+    ignore) and weights [B, H, W] (or None) at the input resolution. The detail prediction is
+    supervised by the labels (and weights) inside its window. Returns {"fused", "detail",
+    "total"}: total = (1 - detail_weight) * fused + detail_weight * detail, as HRDA's head
+    weighs them (hr_loss_weight 0.1; its fused term takes what is left).
+    """
+    boxes = out["detail_boxes"]
+    fused = weighted_cross_entropy(out["logits"], labels, weights)
+    detail = weighted_cross_entropy(out["logits_detail"], crop_boxes(labels, boxes),
+                                    None if weights is None else crop_boxes(weights, boxes))
+    return {"fused": fused, "detail": detail,
+            "total": (1.0 - detail_weight) * fused + detail_weight * detail}

@@ -11,8 +11,9 @@
 from udass.models.factory import (ALLOWED_EXTRA_KEYS, VARIANTS, Variant, build_model,
                                   build_model_from_config, count_parameters, load_encoder_state,
                                   load_pretrained, variants)
+from udass.models.hrda import HRDAModel, slide_inference
 from udass.models.temporal import FrameOutput, SegModel, TemporalFusion
 
-__all__ = ["ALLOWED_EXTRA_KEYS", "FrameOutput", "SegModel", "TemporalFusion", "VARIANTS", "Variant",
-           "build_model", "build_model_from_config", "count_parameters", "load_encoder_state",
-           "load_pretrained", "variants"]
+__all__ = ["ALLOWED_EXTRA_KEYS", "FrameOutput", "HRDAModel", "SegModel", "TemporalFusion", "VARIANTS",
+           "Variant", "build_model", "build_model_from_config", "count_parameters",
+           "load_encoder_state", "load_pretrained", "slide_inference", "variants"]

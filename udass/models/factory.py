@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from udass.errors import UdassError, unknown_name
 from udass.models.daformer_head import DAFormerHead, SegFormerHead
 from udass.models.deeplabv2 import DeepLabV2Head
+from udass.models.hrda import HRDAModel
 from udass.models.mit import MixVisionTransformer
 from udass.models.resnet import BN_MODES, ResNet
 from udass.models.temporal import SegModel
@@ -167,13 +168,18 @@ def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     return o
 
 
-def build_model_from_config(cfg: Any, num_classes: int, pretrained: bool = True) -> SegModel:
+def build_model_from_config(cfg: Any, num_classes: int, pretrained: bool = True) -> nn.Module:
     """`build_model` from a `udass.config.ModelConfig`, then (with `pretrained`) `load_pretrained`
-    when `cfg.pretrained` names a file (None or "none": random initialisation)."""
+    when `cfg.pretrained` names a file (None or "none": random initialisation). With `cfg.hrda`
+    the network is wrapped in `udass.models.hrda.HRDAModel` (its scale attention head from
+    random initialisation) after the ImageNet weights are loaded into it."""
     model = build_model(cfg.backbone, num_classes, cfg.variant, bn=cfg.bn,
                         head=cfg.head, temporal_fusion=cfg.temporal_fusion, drop_path=cfg.drop_path)
     if pretrained and cfg.pretrained not in (None, "", "none"):
         load_pretrained(model, cfg.pretrained)
+    if getattr(cfg, "hrda", False):
+        return HRDAModel(model, cfg.hrda_context_scale, cfg.hrda_detail_size,
+                         cfg.hrda_eval_window, cfg.hrda_eval_stride)
     return model
 
 

@@ -98,11 +98,13 @@ class TemporalFusion(nn.Module):
 @dataclass
 class FrameOutput:
     """One frame through the network: logits [B, C, h, w], decoder features [B, D, h', w'],
-    auxiliary logits [B, C, h, w] or None."""
+    auxiliary logits [B, C, h, w] or None, and the encoder's stage outputs (strides 4-32 for
+    the ViT, 4-8 for the CNN; the last one is the bottleneck of the ImageNet feature distance)."""
 
     logits: Tensor
     features: Tensor
     aux: Tensor | None
+    encoder: list[Tensor] | None = None
 
 
 class SegModel(nn.Module):
@@ -133,7 +135,7 @@ class SegModel(nn.Module):
         feats = self.encoder(self.normalize(image))
         features = self.decoder.decode(feats)
         aux = self.decoder.auxiliary(feats) if with_aux else None
-        return FrameOutput(self.decoder.classify(features), features, aux)
+        return FrameOutput(self.decoder.classify(features), features, aux, list(feats))
 
     def classify(self, features: Tensor) -> Tensor:
         """Decoder features [B, D, h', w'] -> logits [B, C, h, w] (no temporal fusion)."""
@@ -153,6 +155,7 @@ class SegModel(nn.Module):
           aux            [B, C, h, w] or None   CNN auxiliary logits of frame t
           logits_prev    [B, C, h, w]    frame t-1 alone, on frame t-1's grid (not warped)
           features_prev  [B, D, h', w']  frame t-1's decoder features (not warped)
+          bottleneck     [B, E, h'', w'']  frame t's last encoder stage (ImageNet feature distance)
         In training mode frame t-1 runs without gradient. For K = 1 the network runs once and
         logits_prev / features_prev are the very same tensors as logits_t / features.
         h, w = ceil-mode 1/8 (CNN: about H/8 + 1) or ceil(H/4) (ViT).
@@ -173,7 +176,14 @@ class SegModel(nn.Module):
             "aux": out_t.aux,
             "logits_prev": out_p.logits,
             "features_prev": out_p.features,
+            "bottleneck": out_t.encoder[-1],
         }
+
+    def fuse_static(self, logits_t: Tensor) -> Tensor:
+        """The temporally fused logits [B, C, h, w] of a one-frame clip whose frame t gave
+        `logits_t` [B, C, h, w]: its previous frame is itself with zero flow (identity without
+        temporal fusion). The previous-frame half carries no gradient while training."""
+        return self._fuse(logits_t, logits_t, logits_t, True)
 
     def _fuse(self, logits_t: Tensor, logits_prev: Tensor, flow: Tensor, static: bool) -> Tensor:
         if self.temporal is None:

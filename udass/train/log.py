@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 
 LOG_COLUMNS = ("step", "lr", "loss_total", "loss_src", "loss_aux", "loss_trg", "loss_mix",
-               "loss_feat", "loss_agg", "pseudo_weight", "seconds")
+               "loss_feat", "loss_agg", "loss_fd", "loss_mic", "pseudo_weight", "seconds")
 
 
 class LogWriter:

@@ -27,16 +27,20 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from udass import checkpoint as ckpt
-from udass.benchmarks import IGNORE_INDEX, Benchmark, get_benchmark
-from udass.config import Config, build_config, config_diff, config_from_dict, parse_set_args
+from udass.benchmarks import Benchmark, get_benchmark
+from udass.config import (Config, build_config, config_diff, config_from_dict, parse_set_args,
+                          recipe)
 from udass.data.clip import ClipBatch, collate_clips
 from udass.data.datasets import build_dataset
 from udass.data.splits import check_split, clip_counts
+from udass.data.rcs import ClassStats, RareClassSampler, class_statistics
 from udass.data.synthetic import ensure_synthetic_root, read_marker
 from udass.errors import UdassError
 from udass.evaluate import align_corners_of, evaluate_model, metrics_record, temporal_consistency
 from udass.io import write_json
+from udass.method.feature_distance import ImageNetEncoder, thing_classes
 from udass.method.feature_mix import FeatureFusion
+from udass.method.masking import neutral_fill
 from udass.method.teacher import EMATeacher
 from udass.method.templates import Template
 from udass.models import build_model_from_config
@@ -45,6 +49,7 @@ from udass.runtime import (barrier, broadcast_buffers, device_description, git_c
                            tune_cpu_allocator)
 from udass.train.command import train_command
 from udass.train.learner import Learner
+from udass.train.long_tail import compute_long_tail
 from udass.train.log import LogWriter
 from udass.train.optim import build_optimizer, clip_gradients, lr_factor
 from udass.train.sampler import StepBatchSampler, make_loader
@@ -59,27 +64,6 @@ RUN_CONTROL_KEYS = ("train.checkpoint_every", "train.log_every", "train.eval_eve
 
 class TrainingDiverged(UdassError):
     """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
-
-
-def compute_long_tail(dataset: Dataset, num_classes: int, fraction: float = 0.4,
-                      max_items: int = 2000) -> tuple[int, ...]:
-    """The rarest classes of a labelled source split by pixel share (for benchmarks without a
-    published long-tail list): the rarest `fraction` of the classes present."""
-    counts = torch.zeros(num_classes, dtype=torch.float64)
-    n = len(dataset)
-    stride = max(1, n // max_items)
-    for i in range(0, n, stride):
-        labels = dataset[i].labels
-        if labels is None:
-            continue
-        lab = labels[0].flatten()
-        lab = lab[lab != IGNORE_INDEX]
-        counts += torch.bincount(lab, minlength=num_classes)[:num_classes].double()
-    present = [c for c in range(num_classes) if counts[c] > 0]
-    present.sort(key=lambda c: float(counts[c]))
-    k = max(1, round(fraction * len(present)))
-    return tuple(sorted(present[:k]))
-
 
 
 # ----------------------------------------------------------------------------------- trainer
@@ -106,6 +90,11 @@ class Trainer:
         self.init_note = "random initialisation"
         if cfg.model.pretrained:
             self.init_note = f"ImageNet weights {Path(cfg.model.pretrained).name}"
+        # the feature distance's frozen encoder: the network's encoder as initialised (ImageNet
+        # weights, or the seeded random initialisation), before any udass checkpoint is loaded
+        self.imagenet = (ImageNetEncoder(net).to(self.device)
+                         if cfg.fd.enabled and self.method != "oracle" else None)
+        self.thing_classes = thing_classes(self.benchmark.protocol.classes)
         if cfg.train.init_checkpoint:
             state = ckpt.load_checkpoint(cfg.train.init_checkpoint)
             net.load_state_dict(_net_state(state["student"]), strict=True)
@@ -122,8 +111,9 @@ class Trainer:
             self.student = nn.parallel.DistributedDataParallel(
                 self.learner, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 # the mixing methods' second pass leaves the auxiliary head (and, on a step without
-                # templates, the feature fusion) unused: DDP must look for unused parameters
-                find_unused_parameters=self.method in ("dacs", "quadmix"))
+                # templates, the feature fusion) unused, and an HRDA network never runs it: DDP
+                # must look for unused parameters
+                find_unused_parameters=self.method in ("dacs", "quadmix") or cfg.model.hrda)
         self.optimizer = build_optimizer(self.learner, cfg)
         o = cfg.optim
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -138,6 +128,8 @@ class Trainer:
                 self.scaler = torch.amp.GradScaler("cuda")
         self._datasets: dict[str, Dataset] = {}
         self._long_tail: tuple[int, ...] | None = None
+        self._rcs_stats: ClassStats | None = None
+        self._rcs_draws: RareClassSampler | None = None
         self.wall_start = time.time()
         self.train_seconds = 0.0  # time inside train steps, over every call (kept in checkpoints)
 
@@ -165,16 +157,11 @@ class Trainer:
         val clip, so that a data problem (a missing split, an unreadable file, label ids outside
         the protocol, a flow of the wrong shape) stops the run with its one-line message before
         anything is written to OUT. A finished run only checks the val split."""
-        d = self.dist
         if self.step < self.cfg.train.steps:
-            roles = [("target", self.cfg.data.batch_target, self.cfg.train.seed)]
-            if self.method != "oracle":
-                roles.append(("source", self.cfg.data.batch_source, self.cfg.train.seed + 1))
-            for role, batch, seed in roles:
+            roles = ["target"] if self.method == "oracle" else ["target", "source"]
+            for role in roles:
                 ds = self.dataset(role)
-                sampler = StepBatchSampler(len(ds), batch, seed, self.step, self.step + 1, d.rank,
-                                           d.world_size)
-                for i in sampler.indices_for_step(self.step):
+                for i in self.sampler(role, self.step, self.step + 1).indices_for_step(self.step):
                     ds[i]
         val = self.dataset("val")
         if len(val):
@@ -202,6 +189,36 @@ class Trainer:
                 ds = build_dataset(c.data.benchmark, "val", domain="target", **kw)
             self._datasets[role] = check_split(ds, allow_partial=c.data.allow_partial)
         return self._datasets[role]
+
+    @property
+    def uses_rcs(self) -> bool:
+        """Whether source batches come from rare-class sampling (data.rcs; not for the oracle,
+        which trains on no source)."""
+        return self.cfg.data.rcs and self.method != "oracle"
+
+    def rcs_stats(self) -> ClassStats:
+        """The source split's class statistics (`udass.data.rcs.class_statistics`, counted with
+        data.num_workers processes and cached beside the data root; under DDP the main process
+        counts, the others then read its cache)."""
+        if self._rcs_stats is None:
+            d = self.dist
+            if d.enabled and not d.is_main:
+                barrier()
+            self._rcs_stats = class_statistics(self.dataset("source"),
+                                               progress=self.progress and d.is_main,
+                                               workers=self.cfg.data.num_workers)
+            if d.enabled and d.is_main:
+                barrier()
+        return self._rcs_stats
+
+    def rcs_sampler(self, start: int = 0, end: int = 0) -> RareClassSampler:
+        """The source's rare-class sampler for steps start..end-1 on this rank (seed + 1, like the
+        uniform source sampler): the batch of step k and the class of each of its samples
+        (`classes_for_step(k)`) are pure functions of (seed, k)."""
+        c = self.cfg
+        return RareClassSampler(self.rcs_stats(), c.data.rcs_temperature, c.data.rcs_min_pixels,
+                                c.data.batch_source, c.train.seed + 1, start, end,
+                                self.dist.rank, self.dist.world_size)
 
     @property
     def long_tail(self) -> tuple[int, ...]:
@@ -248,9 +265,15 @@ class Trainer:
         target = target.to(self.device, non_blocking=True)
         if source is not None:
             source = source.to(self.device, non_blocking=True)
+            if self.uses_rcs:  # the class each source sample was drawn for: its crop is chosen by it
+                if self._rcs_draws is None:
+                    self._rcs_draws = self.rcs_sampler()
+                classes = torch.tensor(self._rcs_draws.classes_for_step(k), dtype=torch.long)
+                source = dataclasses.replace(source, extras={**source.extras, "rcs_class": classes})
+        fill = neutral_fill(self.learner.net.normalize) if cfg.mic.enabled else None
         env = StepEnv(cfg, self.benchmark.num_classes, g, self.long_tail, self._backward,
-                      self._autocast, record)
-        nets = Networks(self.student, self.teacher.model)
+                      self._autocast, record, self.thing_classes, fill)
+        nets = Networks(self.student, self.teacher.model, self.imagenet)
         self.student.train()
         self.optimizer.zero_grad(set_to_none=True)
         if self.method == "source_only":
@@ -350,12 +373,15 @@ class Trainer:
             return self.finish()
         return None
 
-    def sampler(self, domain: str, start: int, end: int) -> StepBatchSampler:
+    def sampler(self, domain: str, start: int, end: int) -> StepBatchSampler | RareClassSampler:
         """The batch sampler of `domain` ("source" or "target") for steps start..end-1 on this
-        rank: the source draws with seed + 1, the target with seed."""
+        rank: the source draws with seed + 1 (by rare-class sampling with data.rcs), the target
+        with seed."""
         cfg = self.cfg
         batch = cfg.data.batch_source if domain == "source" else cfg.data.batch_target
         seed = cfg.train.seed + (1 if domain == "source" else 0)
+        if domain == "source" and self.uses_rcs:
+            return self.rcs_sampler(start, end)
         return StepBatchSampler(len(self.dataset(domain)), batch, seed, start, end,
                                 self.dist.rank, self.dist.world_size)
 
@@ -525,6 +551,8 @@ def train(cfg: Config, out: str | Path, until: int | None = None, device: str = 
 
 def config_from_args(a: argparse.Namespace) -> Config:
     overrides: dict[str, Any] = dict(parse_set_args(a.overrides))
+    if getattr(a, "recipe", None):
+        overrides = {**recipe(a.recipe, a.benchmark, a.backbone, a.profile), **overrides}
     if a.steps is not None:
         overrides["train.steps"] = a.steps
     if a.checkpoint_every is not None:

@@ -49,8 +49,9 @@ class StepBatchSampler(Sampler[list[int]]):
         return max(0, self.end - self.start)
 
 
-def make_loader(dataset: Dataset, sampler: StepBatchSampler, workers: int, pin: bool) -> DataLoader:
-    """A DataLoader that yields the collated ClipBatch of each step of `sampler`."""
+def make_loader(dataset: Dataset, sampler: Sampler[list[int]], workers: int, pin: bool) -> DataLoader:
+    """A DataLoader that yields the collated ClipBatch of each step of `sampler` (a
+    StepBatchSampler or a `udass.data.rcs.RareClassSampler`)."""
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_clips, num_workers=workers,
                       pin_memory=pin, persistent_workers=False,
                       prefetch_factor=2 if workers > 0 else None)

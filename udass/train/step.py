@@ -6,6 +6,14 @@
                       the previous step's templates -> strong augmentation -> the loss terms ->
                       the templates of the next step
 
+The image recipe's components (docs/method.md, "The image recipe's components") join every
+step where they apply, each behind its switch, and with every switch off a step computes what it
+computed without them: rare-class sampling crops each source sample around the class it was
+drawn for (`data.rcs`); the ImageNet feature distance joins the source pass (`fd.enabled`,
+`loss_fd`); HRDA networks draw their detail crops from the step's generator and are trained with
+the multi-resolution loss (`model.hrda`); MIC adds a last pass over the masked target
+(`mic.enabled`, `loss_mic`, mixing methods only).
+
 A step receives the networks, the step's source and target batches as loaded (on the device),
 the previous step's templates and a `StepEnv` (the config, the step's random generator, how to
 run a backward pass). It does no I/O and no seeding: every random draw comes from
@@ -17,9 +25,9 @@ checkpoints and logs belong to the loop (`udass.train.loop`).
 
 Each part runs inside a `torch.profiler.record_function` range named after it (`udass.crop_flip`,
 `udass.pseudo_label`, `udass.paste`, `udass.classes_templates`, `udass.strong_augment`,
-`udass.concat_batches`, `udass.aggregation_loss`; the networks, losses, backward passes,
-optimiser and EMA update have theirs where they run), so a profiler (benchmarks/bench_step.py)
-times them without touching the code.
+`udass.concat_batches`, `udass.aggregation_loss`, `udass.feature_distance`, `udass.mic_mask`;
+the networks, losses, backward passes, optimiser and EMA update have theirs where they run), so
+a profiler (benchmarks/bench_step.py) times them without touching the code.
 """
 from __future__ import annotations
 
@@ -36,14 +44,20 @@ from torch.profiler import record_function
 from udass.config import Config
 from udass.data.clip import ClipBatch, pair_view
 from udass.data.flow import resize_flow, warp, warp_valid_mask
-from udass.data.transforms import match_source_histograms, random_crop, random_hflip
+from udass.data.rcs import rcs_crop_offsets
+from udass.data.transforms import crop_at, match_source_histograms, random_crop, random_hflip
+from udass.errors import UdassError
 from udass.method.aggregation import aggregation_loss
 from udass.method.augment import strong_augment
+from udass.method.feature_distance import ImageNetEncoder, feature_distance
 from udass.method.feature_mix import feature_mix_loss, shared_region
+from udass.method.losses import multi_resolution_loss
 from udass.method.losses import weighted_cross_entropy as wce
+from udass.method.masking import block_mask, mask_frames, neutral_fill
 from udass.method.quadmix import MixedClip, classmix, loss_samples, quadmix
 from udass.method.teacher import PseudoLabels, pseudo_label
 from udass.method.templates import Template, choose_classes, source_template, target_template
+from udass.models.hrda import context_images
 
 Templates = tuple[Template, Template]
 
@@ -58,10 +72,12 @@ class Networks:
 
     student: the Learner (possibly wrapped in DistributedDataParallel): every student pass.
     teacher: the EMA teacher's segmentation network (eval mode, no gradient): pseudo-labels.
+    imagenet: the frozen ImageNet encoder of the feature distance (fd.enabled), or None.
     """
 
     student: nn.Module
     teacher: nn.Module
+    imagenet: ImageNetEncoder | None = None
 
 
 @dataclass
@@ -72,7 +88,10 @@ class StepEnv:
     the loop); long_tail: the benchmark's long-tail class ids (source template classes);
     backward(loss, last): one backward pass (the loop's DDP / AMP handling; `last` is False for
     every pass but the step's last); autocast: the mixed-precision context of a forward pass;
-    record: keep a StepRecord of the step's samples (CPU copies, for inspection).
+    record: keep a StepRecord of the step's samples (CPU copies, for inspection);
+    thing_classes: the train ids of the feature distance's thing classes; mask_fill: the RGB
+    value [3] of MIC's removed pixels (`neutral_fill` of the student's input normalisation;
+    None: the teacher's).
     """
 
     cfg: Config
@@ -82,6 +101,8 @@ class StepEnv:
     backward: Callable[[Tensor, bool], None] = _plain_backward
     autocast: Callable[[], ContextManager[Any]] = nullcontext
     record: bool = False
+    thing_classes: tuple[int, ...] = ()
+    mask_fill: Tensor | None = None
 
 
 @dataclass
@@ -93,7 +114,8 @@ class StepRecord:
     mixed: the mixed clips by path ("ss", "tt", "tss", "stt", or "mix" for ClassMix);
     loss_samples: the keys of `mixed` that carried the mixed loss; strong: their strongly
     augmented frames; feature_mix_region: [B, H, W] bool, the shared region of feature-level
-    mixing, or None.
+    mixing, or None; mic_mask: [B, 1, H, W] MIC's block mask (1 kept) of the masked target, or
+    None.
     """
 
     source: MixedClip
@@ -104,6 +126,7 @@ class StepRecord:
     loss_samples: list[str]
     strong: dict[str, Tensor]
     feature_mix_region: Tensor | None
+    mic_mask: Tensor | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts of tensors: {"source": {"frames", "flows", "labels", "weights"}, ...}."""
@@ -114,15 +137,15 @@ class StepRecord:
                 "templates": None if self.templates is None else tuple(clip(t) for t in self.templates),
                 "mixed": {k: clip(m) for k, m in self.mixed.items()},
                 "loss_samples": list(self.loss_samples), "strong": dict(self.strong),
-                "feature_mix_region": self.feature_mix_region}
+                "feature_mix_region": self.feature_mix_region, "mic_mask": self.mic_mask}
 
 
 @dataclass
 class StepOutput:
     """losses: the loss terms by log name (`loss_src`, `loss_aux`, `loss_trg`, `loss_mix`,
-    `loss_feat`, `loss_agg`) and `pseudo_weight` (the mean DACS weight of T), scalars whose
-    graphs the step's backward passes have consumed; templates: the templates for the next step
-    (QuadMix) or None; record: a StepRecord when env.record was set."""
+    `loss_feat`, `loss_agg`, `loss_fd`, `loss_mic`) and `pseudo_weight` (the mean DACS weight of
+    T), scalars whose graphs the step's backward passes have consumed; templates: the templates
+    for the next step (QuadMix) or None; record: a StepRecord when env.record was set."""
 
     losses: dict[str, Tensor]
     templates: Templates | None = None
@@ -131,10 +154,37 @@ class StepOutput:
 
 # ===================================================================================== parts
 def geometric(batch: ClipBatch, cfg: Config, g: torch.Generator) -> ClipBatch:
-    """Random crop to data.crop_size, then horizontal flip with probability augment.flip; the
-    flow follows both (docs/method.md, Augmentation)."""
+    """Random crop to data.crop_size (with data.rcs, a source batch's crop is `rcs_crop`), then
+    horizontal flip with probability augment.flip; the flow follows both (docs/method.md,
+    Augmentation)."""
     with record_function("udass.crop_flip"):
-        return random_hflip(random_crop(batch, cfg.data.crop_size, g), cfg.augment.flip, g)
+        if cfg.data.rcs and batch.domain == "source":
+            batch = rcs_crop(batch, cfg, g)
+        else:
+            batch = random_crop(batch, cfg.data.crop_size, g)
+        return random_hflip(batch, cfg.augment.flip, g)
+
+
+def rcs_crop(batch: ClipBatch, cfg: Config, g: torch.Generator) -> ClipBatch:
+    """Rare-class sampling's crop (DAFormer): each sample's random crop is redrawn until the
+    class it was drawn for covers more than data.rcs_min_pixels x data.rcs_min_crop_ratio of its
+    frame-t label (`udass.data.rcs.rcs_crop_offsets`). The classes come in
+    batch.extras["rcs_class"] (int64 [B], put there by the loop from its RareClassSampler) and
+    leave the batch here. A crop that covers the frames leaves them whole, as `random_crop`."""
+    extras = dict(batch.extras)
+    classes = extras.pop("rcs_class", None)
+    if classes is None:
+        raise UdassError("data.rcs: a source batch without extras['rcs_class'] (the class each "
+                         "sample was drawn for); train through udass.train.Trainer, whose rare-class "
+                         "sampler adds it, or turn data.rcs off")
+    batch = dataclasses.replace(batch, extras=extras)
+    h, w = batch.frames.shape[-2:]
+    size = (min(cfg.data.crop_size[0], h), min(cfg.data.crop_size[1], w))
+    if size == (h, w):
+        return batch
+    ys, xs = rcs_crop_offsets(batch.labels[:, 0], classes, size, cfg.data.rcs_min_pixels,
+                              cfg.data.rcs_min_crop_ratio, g)
+    return crop_at(batch, ys, xs, size)
 
 
 def strong(clip: MixedClip, cfg: Config, g: torch.Generator) -> MixedClip:
@@ -157,13 +207,72 @@ def cat_clips(clips: list[MixedClip]) -> tuple[Tensor, Tensor]:
         return torch.cat([c.frames for c in clips]), torch.cat([c.flows for c in clips])
 
 
+def detail_draws(env: StepEnv) -> dict[str, Any]:
+    """The keyword of a student pass: with model.hrda, {"generator": the step's generator}, from
+    which the HRDA network draws each sample's detail crop; else nothing."""
+    return {"generator": env.generator} if env.cfg.model.hrda else {}
+
+
+def seg_loss(out: dict[str, Any], rows: slice, labels: Tensor, weights: Tensor | None, cfg: Config
+             ) -> Tensor:
+    """The segmentation loss of the samples `rows` of a student pass: CE_w(logits, labels
+    [n, H, W], weights [n, H, W] or None); for an HRDA pass (it has `logits_detail`), HRDA's
+    multi_resolution_loss: (1 - model.hrda_detail_loss) x CE_w(fused) + model.hrda_detail_loss x
+    CE_w(detail prediction, labels and weights inside its crop)."""
+    if out.get("logits_detail") is None:
+        return wce(out["logits"][rows].float(), labels, weights)
+    part = {"logits": out["logits"][rows].float(), "logits_detail": out["logits_detail"][rows].float(),
+            "detail_boxes": out["detail_boxes"][rows]}
+    return multi_resolution_loss(part, labels, weights, cfg.model.hrda_detail_loss)["total"]
+
+
 def source_terms(out: dict[str, Any], labels: Tensor, cfg: Config, b: int) -> dict[str, Tensor]:
-    """L_src = CE(f(S), Y_s) on the first b samples of a student pass, and the CNN's auxiliary
-    term aux_weight x CE(aux(S), Y_s) when the network has an auxiliary head."""
-    terms = {"loss_src": wce(out["logits"][:b].float(), labels)}
+    """L_src = CE(f(S), Y_s) on the first b samples of a student pass (`seg_loss`), and the CNN's
+    auxiliary term aux_weight x CE(aux(S), Y_s) when the network has an auxiliary head."""
+    terms = {"loss_src": seg_loss(out, slice(None, b), labels, None, cfg)}
     if out.get("aux") is not None:
         terms["loss_aux"] = cfg.train.aux_weight * wce(out["aux"][:b].float(), labels)
     return terms
+
+
+def feature_distance_terms(nets: Networks, out: dict[str, Any], frames: Tensor, labels: Tensor,
+                           b: int, env: StepEnv) -> dict[str, Tensor]:
+    """With fd.enabled: {"loss_fd": fd.weight x L_FD} between the student's bottleneck of the
+    pass's first b samples (the source clips frames [b, K, 3, H, W] with labels [b, H, W]) and
+    the frozen ImageNet encoder's bottleneck of the same frame t (with HRDA, of the context
+    image, as HRDA's feature_scale 0.5), on the cells of the thing classes (DAFormer). {} when
+    off."""
+    cfg = env.cfg
+    if not cfg.fd.enabled:
+        return {}
+    if nets.imagenet is None:
+        raise UdassError("fd.enabled: the step needs the frozen ImageNet encoder (Networks.imagenet); "
+                         "the Trainer builds it at initialisation")
+    with record_function("udass.feature_distance"):
+        images = frames[:, 0]
+        if cfg.model.hrda:
+            images = context_images(images, cfg.model.hrda_context_scale)
+        loss = feature_distance(out["bottleneck"][:b], nets.imagenet(images), labels,
+                                env.thing_classes, env.num_classes, cfg.fd.min_ratio)
+    return {"loss_fd": cfg.fd.weight * loss}
+
+
+def masked_terms(nets: Networks, T: MixedClip, env: StepEnv) -> tuple[dict[str, Tensor], Tensor]:
+    """MIC (mic.enabled): a student pass over T strongly augmented (its own draws) with MIC's
+    random blocks removed, trained against the teacher's pseudo-labels of the unmasked T and
+    their DACS weights: {"loss_mic": mic.weight x `seg_loss`}, and the block mask [B, 1, H, W]
+    (1 kept). Removed pixels take `env.mask_fill`, the colour the input normalisation maps to 0."""
+    cfg, g = env.cfg, env.generator
+    aug = strong(T, cfg, g)
+    with record_function("udass.mic_mask"):
+        mask = block_mask(len(T.frames), tuple(T.frames.shape[-2:]), cfg.mic.block_size,
+                          cfg.mic.ratio, g, T.frames.device)
+        fill = env.mask_fill if env.mask_fill is not None else neutral_fill(nets.teacher.normalize)
+        frames = mask_frames(aug.frames, mask, fill)
+    with env.autocast():
+        out = nets.student(frames, T.flows, with_aux=False, **detail_draws(env))
+        loss = cfg.mic.weight * seg_loss(out, slice(None), T.labels[:, 0], T.weights[:, 0], cfg)
+    return {"loss_mic": loss}, mask
 
 
 def teacher_pseudo_labels(teacher: nn.Module, target: ClipBatch, env: StepEnv) -> PseudoLabels:
@@ -204,15 +313,15 @@ def aggregation_term(out: dict[str, Any], S: MixedClip, T: MixedClip, pseudo: Ps
 def mixed_terms(nets: Networks, samples: list[MixedClip], fuse: Tensor | None, env: StepEnv
                 ) -> dict[str, Tensor]:
     """Student pass 2 over the strongly augmented mixed samples (already augmented by the caller):
-    L_mix = the mean of CE_w over the samples (each with its mixed labels and pixel weights);
+    L_mix = the mean of `seg_loss` over the samples (each with its mixed labels and pixel weights);
     with `fuse` (the shared region of X_tss, X_stt), also feature_mix.weight x L_feat."""
     b = samples[0].frames.shape[0]
     frames, flows = cat_clips(samples)
     with env.autocast():
-        out = nets.student(frames, flows, fuse_shared=fuse, with_aux=False)
-        logits = out["logits"].float()
-        terms = {"loss_mix": torch.stack([wce(logits[i * b:(i + 1) * b], m.labels[:, 0], m.weights[:, 0])
-                                          for i, m in enumerate(samples)]).mean()}
+        out = nets.student(frames, flows, fuse_shared=fuse, with_aux=False, **detail_draws(env))
+        terms = {"loss_mix": torch.stack([
+            seg_loss(out, slice(i * b, (i + 1) * b), m.labels[:, 0], m.weights[:, 0], env.cfg)
+            for i, m in enumerate(samples)]).mean()}
         if fuse is not None:
             c, d = samples
             terms["loss_feat"] = env.cfg.feature_mix.weight * feature_mix_loss(
@@ -240,25 +349,30 @@ def _total(terms: dict[str, Tensor]) -> Tensor:
 
 def _record(S: MixedClip, T: MixedClip, pseudo: PseudoLabels, templates: Templates | None,
             mixed: dict[str, MixedClip], keys: list[str], strong_samples: list[MixedClip],
-            fuse: Tensor | None) -> StepRecord:
+            fuse: Tensor | None, mic_mask: Tensor | None = None) -> StepRecord:
     cpu = lambda x: x.detach().cpu()  # noqa: E731
     return StepRecord(
         source=S.to("cpu").detach(), target=T.to("cpu").detach(), pseudo=pseudo.to("cpu"),
         templates=None if templates is None else tuple(t.to("cpu").detach() for t in templates),
         mixed={k: m.to("cpu").detach() for k, m in mixed.items()}, loss_samples=list(keys),
         strong={k: cpu(m.frames) for k, m in zip(keys, strong_samples)},
-        feature_mix_region=None if fuse is None else cpu(fuse))
+        feature_mix_region=None if fuse is None else cpu(fuse),
+        mic_mask=None if mic_mask is None else cpu(mic_mask))
 
 
 # ===================================================================================== the steps
 def supervised_step(nets: Networks, batch: ClipBatch, env: StepEnv) -> StepOutput:
     """`source_only` (batch = the source batch) and `oracle` (batch = the labelled target batch):
-    L_src (+ the CNN's auxiliary term) on the batch's frame-t labels, one student pass."""
+    L_src (+ the CNN's auxiliary term) on the batch's frame-t labels, one student pass; on a
+    source batch also the feature distance (fd.enabled)."""
     batch = geometric(batch, env.cfg, env.generator)
     k = mix_length(batch)
     with env.autocast():
-        out = nets.student(batch.frames[:, :k], batch.flows[:, :k - 1])
+        out = nets.student(batch.frames[:, :k], batch.flows[:, :k - 1], **detail_draws(env))
         terms = source_terms(out, batch.labels[:, 0], env.cfg, len(batch))
+        if batch.domain == "source":
+            terms.update(feature_distance_terms(nets, out, batch.frames, batch.labels[:, 0],
+                                                len(batch), env))
     env.backward(_total(terms), True)
     return StepOutput(terms)
 
@@ -282,22 +396,31 @@ def _clips(nets: Networks, source: ClipBatch, target: ClipBatch, env: StepEnv
 
 def _dacs(nets: Networks, S: MixedClip, T: MixedClip, pseudo: PseudoLabels, env: StepEnv
           ) -> StepOutput:
-    """The DACS step on prepared clips: L_src on S, then L_mix on strong(ClassMix(S -> T))."""
+    """The DACS step on prepared clips: L_src (+ L_FD) on S, then L_mix on
+    strong(ClassMix(S -> T)), then (mic.enabled) L_mic on the masked strong(T)."""
     g, b = env.generator, len(S.frames)
+    mic = env.cfg.mic.enabled
     with record_function("udass.classes_templates"):
         s_cls = choose_classes(S.labels[:, 0], env.num_classes, g)
     with record_function("udass.paste"):
         mix = classmix(S, T, s_cls)
     with env.autocast():
-        out = nets.student(S.frames, S.flows)
+        out = nets.student(S.frames, S.flows, **detail_draws(env))
         terms = source_terms(out, S.labels[:, 0], env.cfg, b)
+        terms.update(feature_distance_terms(nets, out, S.frames, S.labels[:, 0], b, env))
     env.backward(_total(terms), False)
     sample = strong(mix, env.cfg, g)
     mix_terms = mixed_terms(nets, [sample], None, env)
-    env.backward(_total(mix_terms), True)
+    env.backward(_total(mix_terms), not mic)
     terms.update(mix_terms)
+    mic_mask = None
+    if mic:
+        mic_terms, mic_mask = masked_terms(nets, T, env)
+        env.backward(_total(mic_terms), True)
+        terms.update(mic_terms)
     terms["pseudo_weight"] = pseudo.weights[:, 0].mean().detach()
-    record = _record(S, T, pseudo, None, {"mix": mix}, ["mix"], [sample], None) if env.record else None
+    record = (_record(S, T, pseudo, None, {"mix": mix}, ["mix"], [sample], None, mic_mask)
+              if env.record else None)
     return StepOutput(terms, None, record)
 
 
@@ -305,7 +428,8 @@ def dacs_step(nets: Networks, source: ClipBatch, target: ClipBatch, env: StepEnv
     """DACS (the standard baseline): the teacher's pseudo-labels of T; L_src on S; half of the
     classes of each current source sample pasted onto the current target (ClassMix: frames,
     labels, weights and flow), strongly augmented, trained with its mixed labels and pixel
-    weights (L_mix). No templates, no target-only term, no feature mixing, no aggregation."""
+    weights (L_mix). No templates, no target-only term, no feature mixing, no aggregation.
+    With the image recipe's switches: L_FD on S, L_mic (MIC) on the masked target."""
     S, T, pseudo = _clips(nets, source, target, env)
     return _dacs(nets, S, T, pseudo, env)
 
@@ -323,6 +447,8 @@ def quadmix_step(nets: Networks, source: ClipBatch, target: ClipBatch, templates
     4. Pass 2 over the strongly augmented mixed samples: L_mix (1/2 X_tss + 1/2 X_stt), and on
        the shared template region of X_tss and X_stt the fused features' L_feat.
     5. The templates of the next step from this step's S and un-augmented T.
+    With the image recipe's switches, pass 1 also gives fd.weight x L_FD on S, and a pass 3
+    over the masked strong(T) gives mic.weight x L_mic (MIC).
     warmup: before quadmix.start_step the step trains as DACS and still stores templates.
     """
     cfg, g, b = env.cfg, env.generator, len(source)
@@ -346,15 +472,17 @@ def quadmix_step(nets: Networks, source: ClipBatch, target: ClipBatch, templates
 
     # 3. pass 1: S and strong(T)
     T_strong = strong(T, cfg, g)
+    mic = cfg.mic.enabled
     with env.autocast():
-        out = nets.student(*cat_clips([S, T_strong]))
+        out = nets.student(*cat_clips([S, T_strong]), **detail_draws(env))
         terms = source_terms(out, S.labels[:, 0], cfg, b)
         if cfg.train.lambda_t:
-            terms["loss_trg"] = cfg.train.lambda_t * wce(out["logits"][b:].float(), T.labels[:, 0],
-                                                         T.weights[:, 0])
+            terms["loss_trg"] = cfg.train.lambda_t * seg_loss(out, slice(b, None), T.labels[:, 0],
+                                                              T.weights[:, 0], cfg)
         if cfg.aggregation.enabled:
             terms["loss_agg"] = cfg.aggregation.weight * aggregation_term(out, S, T, pseudo, b, env)
-    env.backward(_total(terms), not keys)
+        terms.update(feature_distance_terms(nets, out, S.frames, S.labels[:, 0], b, env))
+    env.backward(_total(terms), not keys and not mic)
     if not cfg.train.lambda_t:  # weight 0 (the demo recipe): logged as 0, not computed and scaled by 0
         terms["loss_trg"] = torch.zeros((), device=S.frames.device)
 
@@ -367,10 +495,18 @@ def quadmix_step(nets: Networks, source: ClipBatch, target: ClipBatch, templates
                              tt="tt" in cfg.quadmix.paths)
     if keys:
         mix_terms = mixed_terms(nets, samples, fuse, env)
-        env.backward(_total(mix_terms), True)
+        env.backward(_total(mix_terms), not mic)
         terms.update(mix_terms)
+
+    # (MIC) pass 3: the masked strong(T) against T's pseudo-labels
+    mic_mask = None
+    if mic:
+        mic_terms, mic_mask = masked_terms(nets, T, env)
+        env.backward(_total(mic_terms), True)
+        terms.update(mic_terms)
     terms["pseudo_weight"] = pseudo.weights[:, 0].mean().detach()
-    record = _record(S, T, pseudo, templates, mixed, keys, samples, fuse) if env.record else None
+    record = (_record(S, T, pseudo, templates, mixed, keys, samples, fuse, mic_mask)
+              if env.record else None)
 
     # 5. the templates of the next step
     return StepOutput(terms, next_templates(S, T, pseudo, env), record)
