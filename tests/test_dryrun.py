@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import shutil
 import statistics
+import sys
 from collections import namedtuple
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +25,10 @@ from udass.data.synthetic import generate
 from udass.profiling import range_parts, step_split, synchronised_ranges
 from udass.train import Trainer, train
 from udass.train.dryrun import DryRunReport, StepTiming, check_out, dry_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import bench_dryrun  # noqa: E402
+import bench_loader  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -175,6 +180,30 @@ def test_projection_leaves_out_what_was_not_measured():
     text = dryrun.format_report(r)
     assert "100 steps x 4.50 s = 7.5 min" in text and ": at least 7.6 min" in text
     assert "   (first step: excluded)" in text.splitlines()[3]
+
+
+# ----------------------------------------------------------------------------------- benchmarks
+def test_loader_benchmark_reads_every_paper_id_through_the_run_loaders(tmp_path):
+    result = bench_loader.run(tmp_path, workers=(1, 2, 4), steps=8, quick=True)
+    assert set(result["benchmarks"]) == set(PAPER_IDS)
+    for b, r in result["benchmarks"].items():
+        (rate,) = r["rates"]
+        assert rate["workers_per_loader"] == 1 and rate["steps_timed"] == 2
+        assert rate["clips_per_second"] == pytest.approx(rate["steps_per_second"] * rate["clips_per_step"],
+                                                         rel=1e-2)
+        assert rate["clips_per_step"] == 4 and r["input"]["batch"] == [2, 2]     # the test profile's
+    assert result["benchmarks"]["viper2cityscapes-seq"]["input"]["source_size"] == [32, 64]
+
+
+def test_dry_run_benchmark_runs_the_cli_dry_run_in_a_fresh_process(tmp_path):
+    result = bench_dryrun.run(tmp_path, steps=2, threads=1, benchmarks=("gtav2cityscapes",),
+                              backbones=("cnn",), quick=True)
+    run = result["runs"]["gtav2cityscapes/cnn"]
+    assert run["command"].startswith("udass train --benchmark gtav2cityscapes --backbone cnn")
+    assert "--dry-run 2" in run["command"]
+    s = run["summary"]
+    assert s["missing"] == [] and s["step_seconds"] > 0 and s["peak_rss_gib"] > 0.1
+    assert [t["step"] for t in run["report"]["timings"]] == [1, 2] and run["report"]["excluded"] == 1
 
 
 # ----------------------------------------------------------------------------------- paper scale
