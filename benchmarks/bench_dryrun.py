@@ -66,10 +66,12 @@ def one(argv: list[str], threads: int) -> dict[str, Any]:
 def summary(d: dict[str, Any]) -> dict[str, Any]:
     """The figures of one dry run that docs/performance.md tabulates."""
     med, mem, ev = d["median"], d["memory"], d["evaluation"]
-    return {"step_seconds": round(med["total"], 2), "data": round(med["data"], 2),
+    return {"step_seconds": round(med["total"], 2), "step_cpu_seconds": round(med["cpu"], 2),
+            "data": round(med["data"], 2),
             "forward_backward": round(med["forward_backward"], 2), "mixing": round(med["mixing"], 2),
             "update": round(med["update"], 2), "other": round(med["other"], 2),
             "peak_rss_gib": round(mem["peak_rss"] / 2**30, 2),
+            "peak_rss_before_steps_gib": round(mem["peak_rss_before_steps"] / 2**30, 2),
             "worker_peak_rss_gib": round((mem.get("worker_peak_rss") or 0) / 2**30, 2),
             "eval_seconds_per_clip": round(ev.get("seconds_per_clip", float("nan")), 2),
             "checkpoint_gib": round(d["checkpoint"]["bytes"] / 2**30, 3),

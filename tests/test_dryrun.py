@@ -168,7 +168,7 @@ def test_check_out_names_another_run_in_out_and_too_little_disk(tmp_path, monkey
 
 
 def test_projection_leaves_out_what_was_not_measured():
-    t = [StepTiming(1, 1.0, 9.0, 6, 2, 0.5, 0.5), StepTiming(2, 0.5, 4.0, 3, 0.5, 0.3, 0.2)]
+    t = [StepTiming(1, 1.0, 9.0, 6, 2, 0.5, 0.5, 8.0), StepTiming(2, 0.5, 4.0, 3, 0.5, 0.3, 0.2, 3.5)]
     run = {"method": "quadmix", "backbone": "vit", "variant": "mit_b5", "benchmark": "b",
            "profile": "paper", "device": "cpu", "data_root": "/d", "clips": {"target": 3},
            "batch": [1, 1], "crop": [512, 1024], "workers": 0, "init": "random", "out": "/o"}

@@ -59,7 +59,9 @@ GIB = 2**30
 @dataclass
 class StepTiming:
     """Seconds of one dry-run step (step: 1-based). data: waiting for the DataLoaders; the step's
-    own time `step` = forward_backward + mixing + update + other (see `udass.profiling.step_split`)."""
+    own wall time step_s = forward_backward + mixing + update + other (see
+    `udass.profiling.step_split`); cpu: the process's CPU time during the step, all threads (on a
+    machine shared with other jobs, wall time grows with their load, CPU time much less)."""
 
     step: int
     data: float
@@ -68,6 +70,7 @@ class StepTiming:
     mixing: float
     update: float
     other: float
+    cpu: float = math.nan
 
     @property
     def total(self) -> float:
@@ -112,7 +115,7 @@ class DryRunReport:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["median"] = {k: self.median(k) for k in ("data", "forward_backward", "mixing", "update",
-                                                   "other", "step_s", "total")}
+                                                   "other", "step_s", "cpu", "total")}
         d["projected_seconds"] = self.projected()
         return d
 
@@ -229,9 +232,11 @@ def run_steps(trainer: Trainer, steps: int) -> Iterator[StepTiming]:
             source = next(src) if src is not None else None
             data = time.perf_counter() - t0
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                cpu = time.process_time()
                 step_s, _ = _timed(lambda: trainer.train_step(source, target), sync)
+                cpu = time.process_time() - cpu
             split = step_split(range_parts(prof.events()), step_s)
-            yield StepTiming(start + k + 1, data, step_s, **split)
+            yield StepTiming(start + k + 1, data, step_s, **split, cpu=cpu)
 
 
 def measure_evaluation(trainer: Trainer) -> dict[str, Any]:
@@ -306,6 +311,7 @@ def _measure(trainer: Trainer, steps: int, report: DryRunReport) -> None:
     memory; a data error stops the steps (named in `report.missing`), the rest is still measured."""
     cfg = trainer.cfg
     workers_peak = None
+    rss_before = peak_rss_bytes()
     try:
         if cfg.train.method == "quadmix" and cfg.quadmix.long_tail:
             t0 = time.perf_counter()
@@ -332,8 +338,8 @@ def _measure(trainer: Trainer, steps: int, report: DryRunReport) -> None:
                          "max_reserved": torch.cuda.max_memory_reserved(trainer.device),
                          "device_total": torch.cuda.get_device_properties(trainer.device).total_memory}
     else:
-        report.memory = {"kind": "CPU", "peak_rss": peak_rss_bytes(), "worker_peak_rss": workers_peak,
-                         "ram_total": _ram_total()}
+        report.memory = {"kind": "CPU", "peak_rss": peak_rss_bytes(), "peak_rss_before_steps": rss_before,
+                         "worker_peak_rss": workers_peak, "ram_total": _ram_total()}
 
 
 def _ram_total() -> int | None:
@@ -384,11 +390,11 @@ def format_report(r: DryRunReport) -> str:
              f"{run['crop'][0]} x {run['crop'][1]}, {run['workers']} loader workers; {run['init']}"]
     if r.timings:
         lines.append(f"{'step':>5}{'data s':>9}{'step s':>9}{'fwd-bwd':>9}{'mixing':>9}{'update':>9}"
-                     f"{'other':>9}")
+                     f"{'other':>9}{'CPU s':>9}")
         for i, t in enumerate(r.timings):
             mark = "   (first step: excluded)" if i < r.excluded else ""
             lines.append(f"{t.step:>5}{t.data:>9.2f}{t.step_s:>9.2f}{t.forward_backward:>9.2f}"
-                         f"{t.mixing:>9.2f}{t.update:>9.2f}{t.other:>9.2f}{mark}")
+                         f"{t.mixing:>9.2f}{t.update:>9.2f}{t.other:>9.2f}{t.cpu:>9.2f}{mark}")
         first = r.timed[0].step
         steps = f"step {first}" if len(r.timed) == 1 else f"steps {first}-{r.timed[-1].step}"
         lines.append(f"median over {steps}: {r.median('total'):.2f} s per step = data {r.median('data'):.2f}"
@@ -401,7 +407,8 @@ def format_report(r: DryRunReport) -> str:
                      f"reserved, of {_gib(m['device_total'])}")
     elif m:
         workers = (f", largest loader worker {_gib(m['worker_peak_rss'])}" if run["workers"] else "")
-        lines.append(f"peak memory: RSS {_gib(m['peak_rss'])} (of {_gib(m['ram_total'])} RAM){workers}")
+        lines.append(f"peak memory: RSS {_gib(m['peak_rss'])} (of {_gib(m['ram_total'])} RAM; "
+                     f"{_gib(m['peak_rss_before_steps'])} before the steps){workers}")
     e = r.evaluation
     if "seconds" in e:
         tc = (f", temporal consistency {e['consistency_seconds_per_clip']:.1f} s"
