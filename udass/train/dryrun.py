@@ -42,7 +42,6 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils.data import Subset
 
-from udass import checkpoint as ckpt
 from udass.config import Config
 from udass.data.splits import SplitSizeWarning, missing_clips
 from udass.errors import UdassError
