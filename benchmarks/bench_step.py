@@ -36,7 +36,6 @@ import copy
 import dataclasses
 import sys
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
+from udass.profiling import range_parts  # noqa: E402
+
 METHODS = ("source_only", "dacs", "quadmix")
 NETWORK = ("student_forward", "backward", "teacher_forward")
 TARGET_RATIO = 2.2       # quadmix step <= 2.2 x dacs step
@@ -52,27 +53,9 @@ TARGET_OUTSIDE = 0.15    # share of a quadmix step outside the network passes
 
 
 # ----------------------------------------------------------------------------------- parts
-# profiler range -> breakdown key (the pseudo_label range's own time is its post-processing)
+# profiler range -> breakdown key (the pseudo_label range's own time is its post-processing);
+# `udass.profiling.range_parts` reads the ranges
 RENAME = {"pseudo_label": "pseudo_label_post"}
-
-
-def range_parts(events: Any, prefix: str = "udass.") -> dict[str, float]:
-    """Seconds per part from a profiler's events: each `udass.*` range's duration minus the
-    durations of the `udass.*` ranges directly nested in it (same thread), summed by name."""
-    spans = sorted(((e.time_range.start, e.time_range.end, e.name[len(prefix):], e.thread)
-                    for e in events if e.name.startswith(prefix)), key=lambda t: (t[3], t[0], -t[1]))
-    out: dict[str, float] = defaultdict(float)
-    stack: list[tuple[float, float, str, int]] = []
-    for span in spans:
-        while stack and (stack[-1][3] != span[3] or stack[-1][1] <= span[0]):
-            stack.pop()
-        dur = (span[1] - span[0]) * 1e-6
-        out[RENAME.get(span[2], span[2])] += dur
-        if stack:
-            parent = stack[-1][2]
-            out[RENAME.get(parent, parent)] -= dur
-        stack.append(span)
-    return dict(out)
 
 
 def parts_of(seconds: dict[str, float], step: float) -> dict[str, float]:
@@ -129,7 +112,7 @@ def measure_backbone(backbone: str, variant: str | None, profile: str, steps: in
                     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
                         dt, _ = benchlib.time_once(lambda: trainers[m].train_step(src, tgt), sync)
                     if k >= warmup:
-                        parts[m].append(parts_of(range_parts(prof.events()), dt))
+                        parts[m].append(parts_of(range_parts(prof.events(), rename=RENAME), dt))
         cfg = q.cfg
     result: dict[str, Any] = {
         "variant": cfg.model.variant, "steps_timed": steps, "warmup_steps_excluded": warmup,

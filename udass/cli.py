@@ -120,15 +120,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--allow-partial", action="store_true", help=ALLOW_PARTIAL_HELP)
+    p.add_argument("--dry-run", type=int, default=None, metavar="N",
+                   help="run N real steps of this recipe on this data and device, print peak memory, "
+                        "seconds per step (data / forward-backward / mixing), the projected time of "
+                        "the schedule and anything missing (files, weights, disk); writes nothing to "
+                        "OUT; exit status 1 when something is missing")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(a: argparse.Namespace) -> int:
-    # the subcommand's stack, imported when it runs (module docstring)
-    from udass.train import train_from_args
-
     if a.allow_partial:
         a.overrides = [*a.overrides, "data.allow_partial=true"]
+    # the subcommand's stack, imported when it runs (module docstring)
+    if a.dry_run is not None:
+        from udass.train.dryrun import dry_run_from_args
+
+        return dry_run_from_args(a)
+    from udass.train import train_from_args
+
     train_from_args(a)
     return 0
 

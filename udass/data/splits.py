@@ -93,17 +93,22 @@ def size_source(benchmark: str | Benchmark, data_root: str | Path) -> str:
 
 def missing_clips(ds: Any) -> tuple[list[int], dict[str, list[Path]], dict[str, int]]:
     """(indices of the clips of `ds` with a needed file missing, the first SHOW missing paths per
-    kind, the number missing per kind). Kinds: "frames t", "prev frames", "labels", "flows";
-    labels the layout marks optional (VIPER's previous frames) are not needed."""
+    kind, the number of missing files per kind: a file that several clips read counts once).
+    Kinds: "frames t", "prev frames", "labels", "flows"; labels the layout marks optional
+    (VIPER's previous frames) are not needed."""
     bad: list[int] = []
     first: dict[str, list[Path]] = {}
     count: dict[str, int] = {}
+    seen: set[Path] = set()
     for i in range(len(ds)):
         gone = False
         for kind, path, optional in ds.needed_files(i):
             if optional or path.is_file():
                 continue
             gone = True
+            if path in seen:
+                continue
+            seen.add(path)
             count[kind] = count.get(kind, 0) + 1
             if len(first.setdefault(kind, [])) < SHOW:
                 first[kind].append(path)
