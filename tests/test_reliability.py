@@ -326,6 +326,12 @@ def _data_case(edit: Callable[[Path], None], sub: str) -> Callable[[Path, Path],
     return setup
 
 
+def _a_file(tmp: Path) -> Path:
+    f = tmp / "a_file.txt"
+    f.write_text("not a folder")
+    return f
+
+
 def _remove(sub: str) -> Callable[[Path, Path], list[str]]:
     return _data_case(lambda p: shutil.rmtree(p), sub)
 
@@ -333,6 +339,8 @@ def _remove(sub: str) -> Callable[[Path, Path], list[str]]:
 ERROR_CASES = {  # name: (setup(tiny root, tmp) -> extra arguments, expected part of the message)
     "missing_dataset_root": (lambda r, t: ["--data-root", str(t / "no_such_root")],
                              "no_such_root does not exist"),
+    "data_root_is_a_file": (lambda r, t: ["--data-root", str(_a_file(t))], "a_file.txt is a file, expected a folder"),
+    "flow_root_is_a_file": (lambda r, t: ["--flow-root", str(_a_file(t))], "a_file.txt is a file, expected a folder"),
     "missing_dataset_folder": (_remove("synthia-seq"), "missing dataset folder"),
     "missing_val_labels": (_remove("cityscapes/gtFine/val"), "2 of them incomplete: 2 labels missing (first: "),
     "corrupt_image": (_data_case(_truncate_pngs, "cityscapes/leftImg8bit_sequence/train"),

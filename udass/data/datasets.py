@@ -47,6 +47,7 @@ from udass.data.synthia_seq import SynthiaSeqLayout
 from udass.data.transforms import resize_clip, resize_labels
 from udass.data.viper import ViperLayout
 from udass.errors import UdassError, unknown_name
+from udass.progress import Progress
 
 SPLITS = ("train", "val")
 DOMAINS = ("source", "target")
@@ -148,9 +149,25 @@ def resolve_data_root(benchmark: str, data_root: str | Path | None, cfg: DataCon
     return root
 
 
+def generated_root(root: Path) -> bool:
+    """Whether `udass synth` wrote `root` (its marker or its owner stamp is there): only such a
+    root may be regenerated in place; a hint never suggests writing into another folder."""
+    from udass.data.synthetic.spec import MARKER, OWNER_STAMP
+
+    return (Path(root) / MARKER).is_file() or (Path(root) / OWNER_STAMP).is_file()
+
+
+def _not_generated(benchmark: str, root: Path) -> str:
+    return (f"{root} was not written by `udass synth`, and the embedded benchmark {benchmark} reads "
+            f"only generated roots: leave out --data-root (the synthetic cache) or make one in a new "
+            f"folder with `udass synth --benchmark {benchmark} --out NEW_FOLDER`")
+
+
 def data_hint(benchmark: str, root: Path, dataset: str) -> str:
     """What to do about a missing file of `dataset` (a layout name) under data root `root`."""
     if get_benchmark(benchmark).synthetic:
+        if not generated_root(root):
+            return _not_generated(benchmark, root)
         return f"regenerate it with `udass synth --benchmark {benchmark} --out {root}`"
     return (f"{LAYOUTS[dataset].download} (layout: docs/datasets.md); check with `udass check-data "
             f"--benchmark {benchmark} --data-root {root}`")
@@ -159,6 +176,8 @@ def data_hint(benchmark: str, root: Path, dataset: str) -> str:
 def flow_hint(benchmark: str, root: Path, flow_root: Path, flow_source: str) -> str:
     """The command that makes missing flows of a given source."""
     if flow_source == "exact":
+        if not generated_root(root):
+            return _not_generated(benchmark, root)
         return f"regenerate them with `udass synth --benchmark {benchmark} --out {root}`"
     if flow_source == "authors":
         return (f"put the authors' flow folders in {flow_root} (docs/datasets.md), or compute DIS flows with "
@@ -452,23 +471,30 @@ class RoleReport:
         return {"oracle"} if self.incomplete(("labels",)) else set()
 
 
-def _check_role(ds: ClipDataset, report: RoleReport) -> None:
+def _check_role(ds: ClipDataset, report: RoleReport, progress: bool = True) -> None:
     """Count every needed frame, label and flow of `ds`; check flow shapes and a label sample."""
     report.items = len(ds)
     report.expected = ds.expected_clips
     sample = set(np.linspace(0, len(ds) - 1, min(LABEL_SAMPLES, len(ds))).astype(int).tolist())
-    for i in range(len(ds)):
-        p = ds.raw_paths(i)
-        report.count("frames t", p.frames[0])
-        for f in p.frames[1:]:
-            report.count("prev frames", f)
-        for k, lab in enumerate(p.labels):
-            optional = k > 0 and ds.layout.prev_labels_optional
-            if lab is not None and report.count("labels", lab, optional) and k == 0 and i in sample:
-                _check_label(ds, lab, report)
-        for k, fl in enumerate(p.flows):
-            if report.count("flows", fl) and p.frames[k].is_file():
-                _check_flow(ds, fl, p.frames[k], report)
+    with Progress(len(ds), f"check {report.role}", unit="clip", enabled=progress) as bar:
+        for i in range(len(ds)):
+            _check_clip(ds, i, i in sample, report)
+            bar.update(1)
+
+
+def _check_clip(ds: ClipDataset, i: int, sampled: bool, report: RoleReport) -> None:
+    """Count clip i's frames, labels and flows; read its label when `sampled`."""
+    p = ds.raw_paths(i)
+    report.count("frames t", p.frames[0])
+    for f in p.frames[1:]:
+        report.count("prev frames", f)
+    for k, lab in enumerate(p.labels):
+        optional = k > 0 and ds.layout.prev_labels_optional
+        if lab is not None and report.count("labels", lab, optional) and k == 0 and sampled:
+            _check_label(ds, lab, report)
+    for k, fl in enumerate(p.flows):
+        if report.count("flows", fl) and p.frames[k].is_file():
+            _check_flow(ds, fl, p.frames[k], report)
 
 
 def _check_label(ds: ClipDataset, path: Path, report: RoleReport) -> None:
@@ -515,8 +541,6 @@ def _scan_labels(datasets: list[tuple[ClipDataset, RoleReport]], progress: bool 
     frame size mismatches become notes, an unreadable file a problem of each role that needs it."""
     import time
 
-    from tqdm import tqdm
-
     todo: dict[Path, tuple[Path, ClipDataset, list[RoleReport]]] = {}
     for ds, report in datasets:
         for i in range(len(ds)):
@@ -526,7 +550,9 @@ def _scan_labels(datasets: list[tuple[ClipDataset, RoleReport]], progress: bool 
                     todo.setdefault(lab, (frame, ds, []))[2].append(report)
     scan = LabelScan(files=len(todo))
     start = time.perf_counter()
-    for lab, (frame, ds, reports) in tqdm(todo.items(), desc="labels", unit="file", disable=not progress):
+    bar = Progress(len(todo), "read every label", unit="file", enabled=progress)
+    for lab, (frame, ds, reports) in todo.items():
+        bar.update(1)
         try:
             raw = ds.layout.read_label(lab)
             ids, pixels = outside_encoding(raw, ds.layout.encoding)
@@ -542,6 +568,7 @@ def _scan_labels(datasets: list[tuple[ClipDataset, RoleReport]], progress: bool 
             scan.unreadable.append(str(e))
             for report in {id(r): r for r in reports}.values():
                 report.problems.append(("labels", str(e)))
+    bar.close()
     scan.seconds = time.perf_counter() - start
     return scan
 
