@@ -67,8 +67,13 @@ def test_saving_a_run_notebook_leaves_git_status_clean(tmp_path):
     prefix = tmp_path / "env"
     assert nbstrip.install(repo, prefix=prefix)
     assert "python3 udass/nbstrip.py ipynb" in _git(repo, "config", "--get", "filter.udass-notebook-ipynb.clean")
-    hook = json.loads((prefix / "etc/jupyter/jupyter_server_config.d/udass-notebooks.json").read_text())
+    hook = json.loads((prefix / "etc/jupyter/jupyter_server_config.json").read_text())
     assert hook == {"FileContentsManager": {"post_save_hook": "udass.nbstrip.post_save"}}
+    (prefix / "etc/jupyter/jupyter_server_config.json").write_text('{"ServerApp": {"port": 9999}}')
+    nbstrip.install(repo, prefix=prefix)   # a config already there keeps its other settings
+    hook = json.loads((prefix / "etc/jupyter/jupyter_server_config.json").read_text())
+    assert hook == {"ServerApp": {"port": 9999},
+                    "FileContentsManager": {"post_save_hook": "udass.nbstrip.post_save"}}
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "notebooks")
 

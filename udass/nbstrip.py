@@ -80,15 +80,27 @@ def install(repo: str | Path = ".", prefix: str | Path | None = None) -> bool:
     if prefix is None and sys.prefix != sys.base_prefix and importlib.util.find_spec("udass"):
         prefix = sys.prefix
     if prefix is not None:
-        config = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.d"
-        config.mkdir(parents=True, exist_ok=True)
-        hook = {"FileContentsManager": {"post_save_hook": "udass.nbstrip.post_save"}}
-        (config / "udass-notebooks.json").write_text(json.dumps(hook, indent=2) + "\n", encoding="utf-8")
+        register_hook(Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.json")
     if _git(repo, "rev-parse", "--is-inside-work-tree").stdout.strip() != "true":
         return False
     for kind in ("ipynb", "twin"):
         _git(repo, "config", f"filter.{FILTER}-{kind}.clean", f"python3 udass/nbstrip.py {kind}")
     return True
+
+
+def register_hook(config: Path) -> None:
+    """Set `FileContentsManager.post_save_hook` to `post_save` in a Jupyter server JSON config
+    file, keeping what else it holds. (Only a `jupyter_server_config.json` itself is read for
+    this setting; the `.d` folder beside it is read for extensions only.)"""
+    settings: dict[str, Any] = {}
+    if config.is_file():
+        try:
+            settings = json.loads(config.read_text(encoding="utf-8"))
+        except ValueError:
+            settings = {}
+    settings.setdefault("FileContentsManager", {})["post_save_hook"] = "udass.nbstrip.post_save"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
 
 def refresh(path: str | Path) -> bool:
