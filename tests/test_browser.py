@@ -116,10 +116,11 @@ def test_explorer_runs_in_jupyterlab_and_its_slider_changes_the_figure(tmp_path)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{lab.url}/lab/tree/{nb.name}?token={TOKEN}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                                   "#jp-main-statusbar >> text=Idle", timeout=120_000)
-            page.click("li.lm-MenuBar-item >> text=Run")
-            page.click("li.lm-Menu-item[data-command='notebook:run-all-cells']")
+            page.wait_for_function(   # the kernel is up: the status bar says Idle
+                "() => (document.querySelector('#jp-main-statusbar') || {innerText: ''})"
+                ".innerText.includes('Idle')", timeout=120_000)
+            page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
+            page.locator("li.lm-Menu-item", has_text="Run All Cells").first.click()
             slider = page.locator(".widget-slider, .jupyter-widgets.widget-hslider").first
             slider.wait_for(timeout=600_000)
             page.wait_for_function(
