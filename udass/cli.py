@@ -5,6 +5,7 @@ Errors a user can fix (`UdassError`) print one line and exit with status 2, no t
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -257,10 +258,17 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_reproduce, folders=("data_root",))
 
 
+RUNS_KEPT = ("interrupted (Ctrl-C); the training runs finished so far, and the one in progress at "
+             "its last completed step, are kept in runs/; rerun the same command to continue")
+
+
 def _run_reproduce(a: argparse.Namespace) -> int:
     from udass.experiments import reproduce
 
-    reproduce(profile=a.profile, data_root=a.data_root, only=a.only)
+    try:
+        reproduce(profile=a.profile, data_root=a.data_root, only=a.only)
+    except KeyboardInterrupt:  # the notebook's kernel checkpoints its run (udass.train.stop)
+        raise Interrupted(RUNS_KEPT, signal.SIGINT) from None
     return 0
 
 
@@ -272,7 +280,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(a: argparse.Namespace) -> int:
     from udass.experiments import demo
 
-    demo()
+    try:
+        demo()
+    except KeyboardInterrupt:
+        raise Interrupted(RUNS_KEPT, signal.SIGINT) from None
     return 0
 
 
@@ -298,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"udass: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("udass: interrupted (Ctrl-C); nothing was being written", file=sys.stderr)
+        print("udass: interrupted (Ctrl-C); udass writes every file atomically, so none is left "
+              "half-written", file=sys.stderr)
         return 130
 
 

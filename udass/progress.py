@@ -105,6 +105,7 @@ class Progress:
         self.values: dict[str, Any] = {}
         self.start = self.last_time = time.monotonic()
         self.last_n = self.n
+        self.first: tuple[float, int] | None = None   # (time, count) of the first update
         self.lines = 0
         self.closed = False
         self.bar = None
@@ -118,6 +119,8 @@ class Progress:
     def update(self, n: int = 1, **values: Any) -> None:
         """n more units done; `values` (e.g. loss=1.23) replace the shown values."""
         self.n += n
+        if self.first is None:
+            self.first = (time.monotonic(), self.n)
         if values:
             self.values = values
         if self.bar is not None:
@@ -156,22 +159,27 @@ class Progress:
 
     # ------------------------------------------------------------------ lines
     def line_text(self, now: float | None = None, final: bool = False) -> str:
-        """The text of a progress line at time `now` (monotonic seconds)."""
+        """The text of a progress line at time `now` (monotonic seconds). Speed and time left
+        are measured from the first update on (the first unit carries the start-up: data
+        loaders, the first batch, lazy initialisation), the closing line's speed over all."""
         now = time.monotonic() if now is None else now
         elapsed = now - self.start
         done = self.n - self.initial
+        count, seconds = done, elapsed
+        if not final and self.first is not None and self.n > self.first[1] and now > self.first[0]:
+            count, seconds = self.n - self.first[1], now - self.first[0]
         where = f"{self.unit} {self.n}/{self.total}" if self.total else f"{self.n} {self.unit}s"
         if self.total:
             where += f" ({100.0 * self.n / self.total:.0f}%)"
         parts = [where]
         if self.values:
             parts.append(_value_text(self.values))
-        parts.append(rate_text(done, elapsed, self.unit))
+        parts.append(rate_text(count, seconds, self.unit))
         parts.append(f"{duration(elapsed)} elapsed")
         if final:
             parts.append("done")
-        elif self.total and done > 0:
-            parts.append(f"ETA {duration((self.total - self.n) * elapsed / done)}")
+        elif self.total and count > 0:
+            parts.append(f"ETA {duration((self.total - self.n) * seconds / count)}")
         return f"{self.desc}: " + ", ".join(parts)
 
     def _line(self, now: float, final: bool = False) -> None:
