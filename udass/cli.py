@@ -5,6 +5,7 @@ Errors a user can fix (`UdassError`) print one line and exit with status 2, no t
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -302,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_paths(args)
         return int(args.func(args) or 0)
-    except Interrupted as e:  # a signal, after keeping what could be kept: one line
-        print(f"udass: {e}", file=sys.stderr)
+    except Interrupted as e:  # a signal, after keeping what could be kept: one line (one rank)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"udass: {e}", file=sys.stderr)
         return e.exit_status
     except UdassError as e:
         print(f"udass: error: {e}", file=sys.stderr)
