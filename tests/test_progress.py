@@ -117,6 +117,10 @@ def test_disabled_and_off_write_nothing_and_a_bar_draws_on_its_stream():
             bar.update(5)
             bar.write("message")
     assert out.getvalue() == ""
+    with Progress(5, "x", stream=out, mode="off") as bar:
+        bar.write("frames of 2 sizes", always=True)   # a warning, not progress
+    assert out.getvalue() == "frames of 2 sizes\n"
+    out = io.StringIO()
     with Progress(5, "evaluate teacher", unit="clip", mode="bar", stream=out) as bar:
         bar.update(5, loss=0.5)
     assert "evaluate teacher" in out.getvalue() and "5/5" in out.getvalue() and "\r" in out.getvalue()

@@ -262,3 +262,8 @@ def test_segment_reports_the_first_frame_and_its_speed_and_ctrl_c_keeps_the_fram
     assert e.value.exit_status == 130
     assert sorted(p.name for p in out.iterdir()) == [first.name, "legend.png", "overlay.mp4"]
     assert len(_read_video(out / "overlay.mp4")) == 1
+
+    monkeypatch.setattr(SequencePredictor, "__call__", real)
+    (frames_dir / list_frames(frames_dir)[0].name).rename(frames_dir / "legend.png")
+    res = segment(frames_dir, checkpoint, tmp_path / "c", device="cpu")
+    assert res.legend.name == "legend_udass.png" and (tmp_path / "c" / "legend.png") in res.pngs

@@ -134,11 +134,12 @@ class Progress:
             if due and not (self.total and self.n >= self.total):  # the closing line says the end
                 self._line(now)
 
-    def write(self, message: str) -> None:
-        """A message that does not break the bar (printed above it)."""
+    def write(self, message: str, always: bool = False) -> None:
+        """A message that does not break the bar (printed above it); `always`: also when the
+        progress is off (a warning rather than progress)."""
         if self.bar is not None:
             self.bar.write(message, file=self.stream or sys.stderr)
-        elif self.mode != "off":
+        elif self.mode != "off" or always:
             print(message, file=self._out(), flush=True)
 
     def close(self, done: bool = True) -> None:

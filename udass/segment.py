@@ -451,14 +451,15 @@ def segment(input: str | os.PathLike, checkpoint: str | os.PathLike, out: str | 
     size = tuple(cfg.data.target_size)
     out.mkdir(parents=True, exist_ok=True)
     result = SegmentResult(out, sequences=len(source.breaks) + 1)
-    result.legend = out / LEGEND_NAME
+    taken = {Path(n).stem for n in source.names}   # a frame of the folder may be named "legend"
+    result.legend = out / (LEGEND_NAME if Path(LEGEND_NAME).stem not in taken else "legend_udass.png")
     write_bytes(result.legend, _png(legend_image(names, palette)))
     predict = SequencePredictor(model, size, dev, temporal=bench.is_video)
     video: _VideoOut | None = None
     bar = Progress(source.count, f"segment {Path(input).name}", unit="frame", enabled=progress)
     note = source.split_note(Path(input))
     if note:
-        bar.write(note)
+        bar.write(note, always=True)
     finished = interrupted = False
     try:
         for name, rgb in source.frames:
