@@ -8,8 +8,8 @@ The mode comes from `progress_mode()`: `UDASS_PROGRESS` = bar | lines | off | au
 `auto` draws a tqdm bar when standard error is a terminal, and otherwise (papermill, a Jupyter
 kernel, a pipe, a log file, a batch job) writes one line at the first update, then every `every`
 updates (default: a tenth of the total) or every `seconds` (default 30 s), whichever comes first,
-and one closing line; each line says where the work is, its values (losses), its speed and the
-time left:
+never within 2 s of the previous line, and one closing line (so a job of a second or two writes
+only that); each line says where the work is, its values (losses), its speed and the time left:
 
     quadmix vit: step 200/1000 (20%), loss 1.234, 2.31 step/s, 1 min 27 s elapsed, ETA 5 min 46 s
 
@@ -29,7 +29,8 @@ from udass.errors import UdassError
 ENV = "UDASS_PROGRESS"
 MODES = ("bar", "lines", "off")
 LINE_SECONDS = 30.0        # the longest silence between two progress lines
-LINE_FRACTION = 10         # a line at least every total / LINE_FRACTION updates
+LINE_FRACTION = 10         # a line at least every total / LINE_FRACTION updates ...
+LINE_MIN_SECONDS = 2.0     # ... but not within 2 s of the last one (a quick job: its closing line)
 
 
 def progress_mode(stream: IO[str] | None = None) -> str:
@@ -129,8 +130,9 @@ class Progress:
             self.bar.update(n)
         elif self.mode == "lines":
             now = time.monotonic()
-            due = (self.lines == 0 or now - self.last_time >= self.seconds
-                   or (self.every and self.n - self.last_n >= self.every))
+            since = now - self.last_time
+            due = since >= self.seconds or (since >= LINE_MIN_SECONDS and (
+                self.lines == 0 or bool(self.every and self.n - self.last_n >= self.every)))
             if due and not (self.total and self.n >= self.total):  # the closing line says the end
                 self._line(now)
 
