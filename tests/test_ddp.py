@@ -125,3 +125,69 @@ def test_ddp_averages_the_gradient_of_a_parameter_used_only_in_the_unsynchronise
     for name in g[0]:
         assert torch.allclose(g[0][name], g[1][name]), name
         assert torch.allclose(g[0][name], (local[0][name] + local[1][name]) / 2, atol=1e-6), name
+
+
+def _stop_worker(rank: int, init: str, out: str) -> None:
+    import signal
+
+    from udass.train.stop import StopOnSignal
+
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=2)
+    stop = StopOnSignal()
+    seen = []
+    for step in range(1, 5):
+        if rank == 1 and step == 3:   # only rank 1 is signalled, after its step 3
+            stop.signum = signal.SIGTERM
+        seen.append(stop.requested())
+    torch.save({"seen": seen, "signum": int(stop.signum)}, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_a_signal_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    """StopOnSignal.requested() takes the maximum of the ranks' flags: rank 0, never signalled,
+    stops after step 3 with rank 1 and learns which signal it was."""
+    import signal
+
+    mp.spawn(_stop_worker, args=(str(tmp_path / "pg"), str(tmp_path / "s")), nprocs=2)
+    for r in range(2):
+        got = torch.load(tmp_path / f"s.{r}")
+        assert got == {"seen": [False, False, True, True], "signum": int(signal.SIGTERM)}, r
+
+
+SIGNAL_RANK_1 = r"""
+import os, signal, sys
+from udass.train import Trainer
+
+real_step = Trainer.train_step
+
+def train_step(self, source, target):
+    values = real_step(self, source, target)
+    if self.step == 3 and os.environ["RANK"] == "1":
+        os.kill(os.getpid(), signal.SIGTERM)
+    return values
+
+Trainer.train_step = train_step
+from udass.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_interrupted_on_one_rank_checkpoints_once_and_resumes_exactly(tmp_path):
+    """SIGTERM to rank 1 after step 3: both ranks stop after step 3, rank 0 writes its
+    checkpoint, and the same command finishes bit-identical to an uninterrupted run."""
+    script = tmp_path / "signal_rank_1.py"
+    script.write_text(SIGNAL_RANK_1)
+    args = ["train", "--profile", "test", "--steps", "6", "--set", "train.checkpoint_every=100",
+            "--device", "cpu"]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert _torchrun("-m", "udass", *args, "--out", str(ref)).returncode == 0
+    stopped = _torchrun(str(script), *args, "--out", str(out))
+    assert stopped.returncode != 0
+    assert [s for s, _ in ckpt.list_checkpoints(out)] == [3]
+    assert stopped.stderr.count("udass: interrupted (SIGTERM) at step 3; checkpoint kept: ") == 1
+    assert _torchrun("-m", "udass", *args, "--out", str(out)).returncode == 0
+    a = torch.load(ckpt.last_checkpoint(ref), weights_only=False)
+    b = torch.load(ckpt.last_checkpoint(out), weights_only=False)
+    for part in ("student", "teacher"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part

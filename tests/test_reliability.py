@@ -222,6 +222,84 @@ def test_a_kill_inside_a_checkpoint_write_leaves_only_an_ignored_tmp_file(tiny_v
     assert_same_as_reference(out, reference)
 
 
+# ----------------------------------------------------------------------------------- Ctrl-C
+# The training process signals itself right after step argv[1] completes (a deterministic point);
+# argv[2] names the signal.
+SIGNAL_AFTER_STEP = r"""
+import os, signal, sys
+from udass.train import Trainer
+
+real_step = Trainer.train_step
+
+def train_step(self, source, target):
+    values = real_step(self, source, target)
+    if self.step == int(sys.argv[1]):
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+    return values
+
+Trainer.train_step = train_step
+from udass.cli import main
+raise SystemExit(main(sys.argv[3:]))
+"""
+QUIET = {**ENV, "UDASS_PROGRESS": "off"}
+NO_PERIODIC = ("--set", "train.checkpoint_every=1000")   # only the end (and a signal) checkpoint
+
+
+def test_ctrl_c_checkpoints_the_current_step_and_the_same_command_resumes_exactly(
+        tiny_video_root, reference, tmp_path):
+    out = tmp_path / "run"
+    cmd = train_cmd(tiny_video_root, out, *NO_PERIODIC)
+    stopped = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_STEP, "3", "SIGINT", *cmd[3:]],
+                             env=QUIET, cwd=REPO, capture_output=True, text=True)
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    kept = out / "checkpoints" / "step_0000003.pt"
+    assert stopped.stderr == (f"udass: interrupted (SIGINT) at step 3; checkpoint kept: {kept}; "
+                              f"rerun the same command to resume\n")
+    assert check_checkpoint_folder(out) == [3] and not (out / "metrics.json").exists()
+    steps = [int(r.split(",")[0]) for r in (out / "log.csv").read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3]
+
+    done = subprocess.run(cmd, env=QUIET, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_same_as_reference(out, reference)
+
+    # a finished run says so at once and leaves everything as it is
+    before = {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = subprocess.run(cmd, env=QUIET, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stderr == ""
+    assert again.stdout.startswith(f"{out} is already finished (step {STEPS} of {STEPS}; mIoU student ")
+    assert "--reevaluate" in again.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_sigterm_from_outside_checkpoints_the_step_it_stopped_at(tiny_video_root, reference, tmp_path):
+    """A real SIGTERM from another process at whatever step the run is in: the checkpoint is
+    of the step named in the message, and the same command finishes the run exactly."""
+    out = tmp_path / "run"
+    cmd = train_cmd(tiny_video_root, out, *NO_PERIODIC, "--set", "train.log_every=1")
+    proc = subprocess.Popen(cmd, env=QUIET, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    log = out / "log.csv"
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        if log.is_file() and len(log.read_text().splitlines()) >= 3:   # header + 2 steps
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    m = re.fullmatch(r"udass: interrupted \(SIGTERM\) at step (\d+); checkpoint kept: (\S+); "
+                     r"rerun the same command to resume\n", err)
+    assert m, err
+    step = int(m.group(1))
+    assert 2 <= step < STEPS and Path(m.group(2)) == ckpt.checkpoint_path(out, step)
+    assert check_checkpoint_folder(out) == [step]
+    done = subprocess.run(train_cmd(tiny_video_root, out, *NO_PERIODIC), env=QUIET, cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_same_as_reference(out, reference)
+
+
 # ----------------------------------------------------------------------------------- error paths
 def _copy(root: Path, tmp: Path) -> Path:
     d = tmp / "data"
@@ -248,6 +326,12 @@ def _data_case(edit: Callable[[Path], None], sub: str) -> Callable[[Path, Path],
     return setup
 
 
+def _a_file(tmp: Path) -> Path:
+    f = tmp / "a_file.txt"
+    f.write_text("not a folder")
+    return f
+
+
 def _remove(sub: str) -> Callable[[Path, Path], list[str]]:
     return _data_case(lambda p: shutil.rmtree(p), sub)
 
@@ -255,6 +339,8 @@ def _remove(sub: str) -> Callable[[Path, Path], list[str]]:
 ERROR_CASES = {  # name: (setup(tiny root, tmp) -> extra arguments, expected part of the message)
     "missing_dataset_root": (lambda r, t: ["--data-root", str(t / "no_such_root")],
                              "no_such_root does not exist"),
+    "data_root_is_a_file": (lambda r, t: ["--data-root", str(_a_file(t))], "a_file.txt is a file, expected a folder"),
+    "flow_root_is_a_file": (lambda r, t: ["--flow-root", str(_a_file(t))], "a_file.txt is a file, expected a folder"),
     "missing_dataset_folder": (_remove("synthia-seq"), "missing dataset folder"),
     "missing_val_labels": (_remove("cityscapes/gtFine/val"), "2 of them incomplete: 2 labels missing (first: "),
     "corrupt_image": (_data_case(_truncate_pngs, "cityscapes/leftImg8bit_sequence/train"),

@@ -14,7 +14,8 @@ from udass.cli import main
 from udass.config import build_config
 from udass.data.protocols import get_benchmark
 from udass.errors import UdassError
-from udass.segment import SequencePredictor, colorize, list_frames, predict_sequence, segment
+from udass.segment import (VIDEO_CODECS, SequencePredictor, colorize, legend_image, legend_strip,
+                           list_frames, open_video_writer, predict_sequence, segment)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -69,8 +70,61 @@ def test_folder_of_frames_gives_one_png_per_frame_and_a_video(checkpoint, frames
         assert {tuple(c) for c in pred.reshape(-1, 3)} <= allowed  # protocol colours only
     video = _read_video(res.video)
     assert res.video == out / "overlay.mp4" and len(video) == 3
-    assert video[0].shape == cv2.imread(str(inputs[0])).shape
+    frame = cv2.imread(str(inputs[0]))
+    names = get_benchmark("synthetic-video").protocol.classes
+    strip = legend_strip(names, palette, frame.shape[1])
+    assert video[0].shape == (frame.shape[0] + strip.shape[0], *frame.shape[1:])  # legend below
+    assert res.codec in [name for _, name in VIDEO_CODECS]
+    assert res.legend == out / "legend.png" and res.legend.read_bytes()[:8] == PNG
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_legend_shows_every_class_colour_and_the_strip_fits_the_width():
+    protocol = get_benchmark("synthetic-video").protocol
+    palette = protocol.palette()
+    image = legend_image(protocol.classes, palette)
+    colours = {tuple(c) for c in image.reshape(-1, 3)}
+    assert all(tuple(palette[i]) in colours for i in range(protocol.num_classes))
+    for width in (320, 768, 2048):
+        strip = legend_strip(protocol.classes, palette, width)
+        assert strip.shape[1] == width and strip.shape[0] % 2 == 0
+        found = {tuple(c) for c in strip.reshape(-1, 3)}
+        assert all(tuple(palette[i]) in found for i in range(protocol.num_classes)), width
+    # a narrow frame wraps the strip into more rows than a wide one
+    assert legend_strip(protocol.classes, palette, 320).shape[0] > legend_strip(
+        protocol.classes, palette, 2048).shape[0]
+
+
+def test_video_codec_is_the_first_the_build_can_write_and_is_named(tmp_path, capfd):
+    writer, name = open_video_writer(tmp_path / "a.mp4", 10, (64, 48),
+                                     codecs=(("zzzz", "no such codec"), ("mp4v", "MPEG-4")))
+    writer.release()
+    assert name == "MPEG-4"
+    assert capfd.readouterr().err == ""  # the failed probe's native messages are silenced
+    with pytest.raises(UdassError, match="cannot write an mp4 video here .tried zzzz"):
+        open_video_writer(tmp_path / "b.mp4", 10, (64, 48), codecs=(("zzzz", "none"),))
+
+
+def test_frames_of_different_sizes_are_split_into_sequences_with_a_message(checkpoint, frames_dir,
+                                                                         tmp_path, capsys):
+    from udass.evaluate import load_network
+
+    files = list_frames(frames_dir)
+    big = cv2.resize(cv2.imread(str(files[1])), (96, 48))
+    cv2.imwrite(str(files[1]), big)    # frames 0 | 1 | 2: three sizes, three sequences
+    res = segment(frames_dir, checkpoint, tmp_path / "out", device="cpu")
+    err = capsys.readouterr().err
+    assert "frames of 2 sizes (64 x 32, 96 x 48); split into 3 sequences where the size changes " \
+           f"(first at {files[1].name})" in err
+    assert res.sequences == 3
+    model, cfg, _ = load_network(checkpoint, "teacher", "cpu")
+    palette = get_benchmark("synthetic-video").protocol.palette()
+    for png, frame in zip(res.pngs, files):   # each frame starts its sequence: a one-frame clip
+        rgb = cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2RGB)
+        alone = colorize(SequencePredictor(model, tuple(cfg.data.target_size))(rgb), palette)
+        assert np.array_equal(cv2.cvtColor(cv2.imread(str(png)), cv2.COLOR_BGR2RGB), alone)
+    video = _read_video(res.video)
+    assert len(video) == 3 and len({v.shape for v in video}) == 1   # letterboxed into one size
 
 
 def test_video_file_input(checkpoint, frames_dir, tmp_path):
@@ -176,3 +230,40 @@ def test_segment_leaves_the_process_safe_to_fork(checkpoint, frames_dir, tmp_pat
                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_segment_reports_the_first_frame_and_its_speed_and_ctrl_c_keeps_the_frames_done(
+        checkpoint, frames_dir, tmp_path, capsys, monkeypatch):
+    from udass.errors import Interrupted
+
+    monkeypatch.setenv("UDASS_PROGRESS", "lines")
+    segment(frames_dir, checkpoint, tmp_path / "a", device="cpu")
+    io = capsys.readouterr()
+    first = tmp_path / "a" / f"{list_frames(frames_dir)[0].stem}.png"
+    assert f"first frame: {first} (" in io.err
+    assert io.err.rstrip().endswith("done") and "frame 3/3 (100%)" in io.err
+    assert io.out.startswith("segmented 3 frames in ") and ("frame/s)" in io.out or "s/frame)" in io.out)
+    assert io.out.rstrip().endswith("legend.png and overlay.mp4 (MPEG-4 Part 2 (mp4v))") or "H.264" in io.out
+
+    real = SequencePredictor.__call__
+    calls = []
+
+    def stop_at_the_second(self, rgb, out_size="frame"):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, rgb, out_size)
+
+    monkeypatch.setattr(SequencePredictor, "__call__", stop_at_the_second)
+    out = tmp_path / "b"
+    with pytest.raises(Interrupted, match=r"interrupted after 1 frames; their PNGs and .*overlay.mp4 "
+                                          r"of them are kept") as e:
+        segment(frames_dir, checkpoint, out, device="cpu")
+    assert e.value.exit_status == 130
+    assert sorted(p.name for p in out.iterdir()) == [first.name, "legend.png", "overlay.mp4"]
+    assert len(_read_video(out / "overlay.mp4")) == 1
+
+    monkeypatch.setattr(SequencePredictor, "__call__", real)
+    (frames_dir / list_frames(frames_dir)[0].name).rename(frames_dir / "legend.png")
+    res = segment(frames_dir, checkpoint, tmp_path / "c", device="cpu")
+    assert res.legend.name == "legend_udass.png" and (tmp_path / "c" / "legend.png") in res.pngs

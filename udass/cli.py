@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import sys
 from pathlib import Path
 
 from udass.config import build_config, parse_set_args
-from udass.errors import UdassError
+from udass.errors import Interrupted, UdassError
 
+BENCHMARK_HELP = ("benchmark id: synthetic-video | synthetic-image | synthia-seq2cityscapes-seq | "
+                  "viper2cityscapes-seq | gtav2cityscapes | synthia2cityscapes")
+DATA_ROOT_HELP = ("folder holding the dataset folders (cityscapes/, gta/, ...; default for the "
+                  "embedded benchmarks: the synthetic cache)")
+FLOW_ROOT_HELP = "flow cache folder (default: <data root>/udass_flow)"
+DEVICE_HELP = "auto (CUDA when available, else CPU) | cpu | cuda | cuda:N"
+CHECKPOINT_HELP = "a checkpoint file written by udass train or udass convert"
 ALLOW_PARTIAL_HELP = ("evaluate an incomplete val split on its complete clips (metrics.json and tables "
                       "mark the result partial) instead of refusing it")
 
@@ -26,20 +35,57 @@ SYNTH_BENCHMARKS = ("synthetic-video", "synthetic-image", "synthia-seq2cityscape
 SYNTH_SIZES = ("tiny", "demo", "paper")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to an option's help when it has a value worth showing (not None,
+    not a flag's False, not an empty list) and the help does not already say its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if "default" in text or d is None or d is False or d == [] or d == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+def _parser(sub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """A path argument that names a file where a folder is expected (`folders` of the
+    subcommand), or a folder where a file is expected (`files`), is a one-line UdassError."""
+    for dest in getattr(args, "folders", ()):
+        path = getattr(args, dest, None)
+        if path is not None and Path(path).exists() and not Path(path).is_dir():
+            raise UdassError(f"{_flag(dest)} {path} is a file, expected a folder; pass a folder "
+                             f"path (a new one is created)")
+    for dest in getattr(args, "files", ()):
+        path = getattr(args, dest, None)
+        if path is not None and Path(path).is_dir():
+            raise UdassError(f"{_flag(dest)} {path} is a folder, expected a file; pass the file's "
+                             f"path")
+
+
+def _flag(dest: str) -> str:
+    return dest.upper() if dest == "source" else "--" + dest.replace("_", "-")
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="generate a synthetic data root (an embedded benchmark, or "
-                                     "a paper benchmark's real layouts for dry runs)")
+    p = _parser(sub, "synth", "generate a synthetic data root (an embedded benchmark, or a paper "
+                              "benchmark's real layouts for dry runs)")
     p.add_argument("--benchmark", required=True, choices=SYNTH_BENCHMARKS, metavar="BENCHMARK",
                    help="embedded: synthetic-video | synthetic-image; paper benchmark ids, written "
                         "in their datasets' layouts: synthia-seq2cityscapes-seq | "
                         "viper2cityscapes-seq | gtav2cityscapes | synthia2cityscapes")
-    p.add_argument("--out", required=True, type=Path, help="folder that becomes the data root")
+    p.add_argument("--out", required=True, type=Path,
+                   help="folder that becomes the data root (created; a folder udass synth wrote is "
+                        "replaced, any other must hold no dataset folders)")
     p.add_argument("--seed", type=int, default=0, help="data seed (same seed: identical files)")
     p.add_argument("--size", default="demo", choices=SYNTH_SIZES,
                    help="tiny (tests) | demo | paper (the datasets' real resolutions, a few items)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: 1 for tiny, else up to 4; same files for any)")
-    p.set_defaults(func=_run_synth)
+    p.set_defaults(func=_run_synth, folders=("out",))
 
 
 def _run_synth(a: argparse.Namespace) -> int:
@@ -52,15 +98,17 @@ def _run_synth(a: argparse.Namespace) -> int:
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check-data", help="report what a data root holds and what is missing")
-    p.add_argument("--benchmark", required=True)
+    p = _parser(sub, "check-data", "report what a data root holds and what is missing")
+    p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--data-root", type=Path, default=None,
                    help="folder holding cityscapes/, gta/, ... (default: the synthetic cache)")
-    p.add_argument("--flow-root", type=Path, default=None, help="default: <data root>/udass_flow")
-    p.add_argument("--flow-source", default=None, help="dis | exact | authors (default: preset)")
+    p.add_argument("--flow-root", type=Path, default=None, help=FLOW_ROOT_HELP)
+    p.add_argument("--flow-source", default=None,
+                   help="dis | exact | authors (default: the benchmark's preset: exact for the "
+                        "embedded benchmarks, else dis)")
     p.add_argument("--full", action="store_true",
                    help="read every label file once: ids outside the encoding, unreadable files, sizes")
-    p.set_defaults(func=_run_check)
+    p.set_defaults(func=_run_check, folders=("data_root", "flow_root"))
 
 
 def _run_check(a: argparse.Namespace) -> int:
@@ -74,17 +122,18 @@ def _run_check(a: argparse.Namespace) -> int:
 
 
 def _add_flow(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("flow", help="precompute backward optical flow (OpenCV DIS) into the cache")
-    p.add_argument("--benchmark", required=True)
-    p.add_argument("--data-root", type=Path, required=True)
-    p.add_argument("--flow-root", type=Path, default=None, help="default: <data root>/udass_flow")
-    p.add_argument("--workers", type=int, default=1)
+    p = _parser(sub, "flow", "precompute backward optical flow (OpenCV DIS) into the cache")
+    p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
+    p.add_argument("--data-root", type=Path, required=True, help=DATA_ROOT_HELP)
+    p.add_argument("--flow-root", type=Path, default=None, help=FLOW_ROOT_HELP)
+    p.add_argument("--workers", type=int, default=1, help="worker processes, one core each")
     p.add_argument("--preset", default="medium", help="DIS preset: ultrafast | fast | medium")
     p.add_argument("--max-width", type=int, default=None,
                    help="store flows at most this wide, e.g. 1024 (default: the frame's resolution)")
     p.add_argument("--shard", default=None, metavar="I/N",
-                   help="compute only shard I of N (0 <= I < N; disjoint, resumable: array jobs)")
-    p.set_defaults(func=_run_flow)
+                   help="compute only shard I of N (0 <= I < N; disjoint, resumable: array jobs; "
+                        "default: every flow)")
+    p.set_defaults(func=_run_flow, folders=("data_root", "flow_root"))
 
 
 def _run_flow(a: argparse.Namespace) -> int:
@@ -99,33 +148,44 @@ def _run_flow(a: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a method (resumes from OUT's last checkpoint)")
-    p.add_argument("--benchmark", default="synthetic-video")
-    p.add_argument("--data-root", type=Path, default=None)
-    p.add_argument("--flow-root", type=Path, default=None)
+    p = _parser(sub, "train", "train a method (resumes from OUT's last checkpoint; Ctrl-C "
+                              "checkpoints the current step)")
+    p.add_argument("--benchmark", default="synthetic-video", help=BENCHMARK_HELP)
+    p.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+    p.add_argument("--flow-root", type=Path, default=None, help=FLOW_ROOT_HELP)
     p.add_argument("--backbone", default="vit", help="cnn | vit")
     p.add_argument("--method", default="quadmix", help="source_only | oracle | dacs | quadmix")
     p.add_argument("--profile", default="demo", help="test | demo | paper")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="schedule length (default: profile)")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--steps", type=int, default=None, help="schedule length (default: the profile's)")
     p.add_argument("--until", type=int, default=None,
-                   help="stop after this step and checkpoint there (resume later)")
-    p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--pretrained", default=None, help="ImageNet checkpoint path, or 'none'")
+                   help="stop after this step and checkpoint there, to resume later (default: the "
+                        "schedule's end)")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="steps between checkpoints (default: the profile's; a checkpoint is also "
+                        "written at the end, at --until and on Ctrl-C)")
+    p.add_argument("--pretrained", default=None,
+                   help="ImageNet checkpoint path, or 'none' (default: the profile's: none, except "
+                        "the paper profile, which asks for one)")
     p.add_argument("--recipe", default=None,
                    help="image benchmarks: a named recipe of udass.config.RECIPES (single_resolution, "
-                        "daformer, hrda, authors = the paper profile's), applied before --set")
+                        "daformer, hrda, authors = the paper profile's), applied before --set "
+                        "(default: the profile's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set quadmix.paths=ss,tt (repeatable)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--out", type=Path, required=True)
+                   help="override any config field, e.g. --set quadmix.paths=ss,tt (repeatable; "
+                        "default: none)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder (checkpoints/, log.csv, metrics.json; an existing run resumes)")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="evaluate a finished run again (by default a finished run is left as it is)")
     p.add_argument("--allow-partial", action="store_true", help=ALLOW_PARTIAL_HELP)
     p.add_argument("--dry-run", type=int, default=None, metavar="N",
                    help="run N real steps of this recipe on this data and device, print peak memory, "
                         "seconds per step (data / forward-backward / mixing), the projected time of "
                         "the schedule and anything missing (files, weights, disk); writes nothing to "
                         "OUT; exit status 1 when something is missing")
-    p.set_defaults(func=_run_train)
+    p.set_defaults(func=_run_train, folders=("out", "data_root", "flow_root"))
 
 
 def _run_train(a: argparse.Namespace) -> int:
@@ -143,16 +203,20 @@ def _run_train(a: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint on the target val split")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p = _parser(sub, "evaluate", "evaluate a checkpoint on the target val split")
+    p.add_argument("--checkpoint", type=Path, required=True, help=CHECKPOINT_HELP)
     p.add_argument("--benchmark", default=None, help="default: the checkpoint's benchmark")
-    p.add_argument("--data-root", type=Path, default=None)
-    p.add_argument("--flow-root", type=Path, default=None)
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="folder holding the dataset folders (default: the checkpoint's, or the "
+                        "synthetic cache)")
+    p.add_argument("--flow-root", type=Path, default=None, help=FLOW_ROOT_HELP)
     p.add_argument("--network", default="student", help="student | teacher")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, default=None, help="folder for metrics.json")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for metrics.json (default: print the result only)")
     p.add_argument("--allow-partial", action="store_true", help=ALLOW_PARTIAL_HELP)
-    p.set_defaults(func=_run_evaluate)
+    p.set_defaults(func=_run_evaluate, folders=("out", "data_root", "flow_root"),
+                   files=("checkpoint",))
 
 
 def _run_evaluate(a: argparse.Namespace) -> int:
@@ -164,13 +228,14 @@ def _run_evaluate(a: argparse.Namespace) -> int:
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("segment", help="segment a folder of frames or a video file")
-    p.add_argument("input", type=Path)
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("-o", "--out", type=Path, required=True)
+    p = _parser(sub, "segment", "segment a folder of frames or a video file")
+    p.add_argument("input", type=Path, help="a folder of frames (sorted by name) or a video file")
+    p.add_argument("--checkpoint", type=Path, required=True, help=CHECKPOINT_HELP)
+    p.add_argument("-o", "--out", type=Path, required=True,
+                   help="folder for the colour PNGs, legend.png and overlay.mp4 (created)")
     p.add_argument("--network", default="teacher", help="student | teacher")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=_run_segment)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.set_defaults(func=_run_segment, folders=("out",), files=("checkpoint",))
 
 
 def _run_segment(a: argparse.Namespace) -> int:
@@ -182,19 +247,23 @@ def _run_segment(a: argparse.Namespace) -> int:
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert a released checkpoint (TPS, DAFormer, the authors') "
-                                       "into a udass checkpoint")
+    p = _parser(sub, "convert", "convert a released checkpoint (TPS, DAFormer, the authors') into a "
+                                "udass checkpoint")
     p.add_argument("source", type=Path, metavar="SRC.pth", help="the released checkpoint file")
     p.add_argument("--from", dest="fmt", required=True, metavar="FORMAT",
                    help="tps | authors-video-cnn | authors-video-vit | daformer | mic | authors-image")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DST.pt")
-    p.add_argument("--benchmark", default=None, help="default: the paper benchmark of its class count")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="DST.pt",
+                   help="the udass checkpoint to write (a file)")
+    p.add_argument("--benchmark", default=None,
+                   help="the benchmark it was trained for (default: the paper benchmark of its class "
+                        "count)")
     p.add_argument("--profile", default="paper", help="profile of the written config (data sizes)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="unpickle a file holding more than tensors (runs its code: trusted files only)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="a config field of the written checkpoint, e.g. --set data.flow_source=authors")
-    p.set_defaults(func=_run_convert)
+                   help="a config field of the written checkpoint, e.g. --set data.flow_source=authors "
+                        "(repeatable; default: none)")
+    p.set_defaults(func=_run_convert, files=("source", "out"))
 
 
 def _run_convert(a: argparse.Namespace) -> int:
@@ -207,23 +276,33 @@ def _run_convert(a: argparse.Namespace) -> int:
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="run every notebook with papermill, regenerate results/")
+    p = _parser(sub, "reproduce", "run every notebook with papermill, regenerate results/")
     p.add_argument("--profile", default="demo", help="demo | paper")
-    p.add_argument("--data-root", type=Path, default=None)
-    p.add_argument("--only", default=None, help="comma-separated notebook names to run")
-    p.set_defaults(func=_run_reproduce)
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="folder holding the real datasets: the paper benchmarks found there run "
+                        "(default: none: the embedded benchmarks run)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated notebook names to run (default: every notebook)")
+    p.set_defaults(func=_run_reproduce, folders=("data_root",))
+
+
+RUNS_KEPT = ("interrupted (Ctrl-C); the training runs finished so far, and the one in progress at "
+             "its last completed step, are kept in runs/; rerun the same command to continue")
 
 
 def _run_reproduce(a: argparse.Namespace) -> int:
     # the subcommand's stack, imported when it runs (module docstring)
     from udass.reproduce import reproduce
 
-    reproduce(profile=a.profile, data_root=a.data_root, only=a.only)
+    try:
+        reproduce(profile=a.profile, data_root=a.data_root, only=a.only)
+    except KeyboardInterrupt:  # the notebook's kernel checkpoints its run (udass.train.stop)
+        raise Interrupted(RUNS_KEPT, signal.SIGINT) from None
     return 0
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job: 02_train_video with the ViT on the embedded benchmark")
+    p = _parser(sub, "demo", "the main job: 02_train_video with the ViT on the embedded benchmark")
     p.set_defaults(func=_run_demo)
 
 
@@ -231,7 +310,10 @@ def _run_demo(a: argparse.Namespace) -> int:
     # the subcommand's stack, imported when it runs (module docstring)
     from udass.reproduce import demo
 
-    demo()
+    try:
+        demo()
+    except KeyboardInterrupt:
+        raise Interrupted(RUNS_KEPT, signal.SIGINT) from None
     return 0
 
 
@@ -278,7 +360,8 @@ def _run_summary(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="udass", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="udass", description=__doc__.splitlines()[0],
+                                     formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_synth, _add_check, _add_flow, _add_train, _add_evaluate, _add_segment,
                 _add_convert, _add_reproduce, _add_demo, _add_run_dir, _add_summary):
@@ -289,12 +372,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_paths(args)
         return int(args.func(args) or 0)
+    except Interrupted as e:  # a signal, after keeping what could be kept: one line (one rank)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"udass: {e}", file=sys.stderr)
+        return e.exit_status
     except UdassError as e:
         print(f"udass: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("udass: interrupted", file=sys.stderr)
+        print("udass: interrupted (Ctrl-C); udass writes every file atomically, so none is left "
+              "half-written", file=sys.stderr)
         return 130
 
 

@@ -36,3 +36,19 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> UdassError:
     close = difflib.get_close_matches(str(name), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return UdassError(f"unknown {kind} {name!r}{hint}; expected one of: {', '.join(known)}")
+
+
+class Interrupted(UdassError):
+    """A run stopped by a signal (Ctrl-C: SIGINT, or SIGTERM) after keeping what it could.
+
+    The message says where it stopped and what was kept; the command line prints it as one line
+    and exits with `exit_status` (128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum

@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
-from tqdm.auto import tqdm
 
 from udass.benchmarks import Benchmark, get_benchmark
 from udass.checkpoint import load_checkpoint
@@ -42,6 +41,7 @@ from udass.errors import UdassError
 from udass.io import write_json
 from udass.models import build_model_from_config
 from udass.runtime import resolve_device
+from udass.progress import Progress
 
 __all__ = ["ConfusionMatrix", "align_corners_of", "iou_per_class", "metrics_record", "network_summary",
            "evaluate_model", "temporal_consistency", "confusion_to_json", "confusion_from_json",
@@ -278,26 +278,29 @@ def _collate_groups(clips: Sequence[Clip]) -> list[ClipBatch]:
 
 def _batches(dataset: Dataset, batch_size: int, max_clips: int | None, num_workers: int,
              sampler: Sampler | None, progress: bool, desc: str) -> Iterator[ClipBatch]:
-    """ClipBatches over `dataset` (at most `max_clips` clips on this process)."""
+    """ClipBatches over `dataset` (at most `max_clips` clips on this process); `progress` shows
+    the clips done as a bar or log lines (`udass.progress`)."""
     if max_clips is not None and sampler is None:
         dataset = Subset(dataset, range(min(max_clips, len(dataset))))  # type: ignore[arg-type]
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler,
                         num_workers=num_workers, collate_fn=_collate_groups)
-    it: Any = loader
-    if progress:
-        it = tqdm(loader, desc=desc, unit="batch")
+    total = len(sampler) if sampler is not None else len(dataset)  # type: ignore[arg-type]
+    if max_clips is not None:
+        total = min(total, max_clips)
     seen = 0
-    for groups in it:
-        for batch in groups:
-            if max_clips is not None and seen + len(batch) > max_clips:
-                n = max_clips - seen
-                if n <= 0:
-                    return
-                batch = ClipBatch(batch.frames[:n], batch.flows[:n],
-                                  None if batch.labels is None else batch.labels[:n],
-                                  batch.domain, batch.names[:n])
-            seen += len(batch)
-            yield batch
+    with Progress(total, desc, unit="clip", enabled=progress) as bar:
+        for groups in loader:
+            for batch in groups:
+                if max_clips is not None and seen + len(batch) > max_clips:
+                    n = max_clips - seen
+                    if n <= 0:
+                        return
+                    batch = ClipBatch(batch.frames[:n], batch.flows[:n],
+                                      None if batch.labels is None else batch.labels[:n],
+                                      batch.domain, batch.names[:n])
+                seen += len(batch)
+                yield batch
+                bar.update(len(batch))
 
 
 def _logits(model: nn.Module, frames: Tensor, flows: Tensor) -> Tensor:
@@ -325,8 +328,8 @@ def align_corners_of(setting: bool | None, benchmark: Benchmark | str) -> bool:
 def evaluate_model(model: nn.Module, dataset: Dataset, benchmark: Benchmark | str,
                    device: torch.device | str, batch_size: int = 1, max_clips: int | None = None,
                    num_workers: int = 0, progress: bool = False,
-                   sampler: Sampler | None = None, align_corners: bool | None = None
-                   ) -> ConfusionMatrix:
+                   sampler: Sampler | None = None, align_corners: bool | None = None,
+                   desc: str = "") -> ConfusionMatrix:
     """Confusion matrix of `model` on a labelled evaluation dataset.
 
     model:   already on `device`; `model(frames [B,K,3,H,W], flows [B,K-1,2,H,W])["logits"]`
@@ -337,6 +340,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, benchmark: Benchmark | st
     The logits are upsampled bilinearly to (H_l, W_l) (align_corners: None = the benchmark's
     reference evaluation, `Benchmark.eval_align_corners`), arg-maxed and compared with labels[0]; the matrix stays on `device` and is all-reduced at the end (pass a
     DistributedSampler under DDP; `max_clips` then limits the clips of each process).
+    progress: show the clips done (`udass.progress`: a bar in a terminal, else log lines),
+    labelled `desc` (default "evaluate <benchmark>").
     Returns the [C, C] ConfusionMatrix (C = benchmark.num_classes).
     """
     benchmark = _as_benchmark(benchmark)
@@ -347,7 +352,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, benchmark: Benchmark | st
     model.eval()
     try:
         for batch in _batches(dataset, batch_size, max_clips, num_workers, sampler, progress,
-                              f"evaluate {benchmark.name}"):
+                              desc or f"evaluate {benchmark.name}"):
             if batch.labels is None:
                 raise UdassError(f"evaluation clip {batch.names[0]!r} has no labels; evaluate on "
                                  f"a labelled split (split='val', or with_labels=True)")
@@ -367,7 +372,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, benchmark: Benchmark | st
 @torch.no_grad()
 def temporal_consistency(model: nn.Module, dataset: Dataset, device: torch.device | str,
                          max_clips: int | None = None, batch_size: int = 1,
-                         num_workers: int = 0, sampler: Sampler | None = None) -> float:
+                         num_workers: int = 0, sampler: Sampler | None = None,
+                         progress: bool = False) -> float:
     """Temporal consistency of predictions on video clips, in percent (higher is steadier).
 
     For each clip (frames [t, t-1, ...], flows[0] = backward flow t -> t-1 on frame t's grid):
@@ -389,7 +395,8 @@ def temporal_consistency(model: nn.Module, dataset: Dataset, device: torch.devic
     was_training = model.training
     model.eval()
     try:
-        for batch in _batches(dataset, batch_size, max_clips, num_workers, sampler, False, ""):
+        for batch in _batches(dataset, batch_size, max_clips, num_workers, sampler, progress,
+                              "temporal consistency"):
             if batch.num_frames < 2:
                 raise UdassError(f"temporal consistency needs clips of at least 2 frames (a video "
                                  f"benchmark), clip {batch.names[0]!r} has {batch.num_frames}")
@@ -473,10 +480,12 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
     val = check_split(val, allow_partial=bool(getattr(args, "allow_partial", False)))
     other = "teacher" if args.network == "student" else "student"
     corners = align_corners_of(cfg.train.eval_align_corners, bench)
-    mats = {args.network: evaluate_model(net, val, bench, device, progress=True, align_corners=corners)}
+    mats = {args.network: evaluate_model(net, val, bench, device, progress=True, align_corners=corners,
+                                         desc=f"evaluate {args.network}")}
     if other == "student" or state.get("teacher"):
         other_net, _, _ = load_network(args.checkpoint, other, device)
-        mats[other] = evaluate_model(other_net, val, bench, device, align_corners=corners)
+        mats[other] = evaluate_model(other_net, val, bench, device, align_corners=corners,
+                                     progress=True, desc=f"evaluate {other}")
     rec = metrics_record(bench, mats["student"].matrix,
                          mats["teacher"].matrix if "teacher" in mats else None,
                          step=int(state["step"]),
@@ -488,7 +497,7 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
                                 **_converted_from(state)})
     rec["network"] = "student"
     if bench.is_video:
-        rec["temporal_consistency"] = round(temporal_consistency(net, val, device), 2)
+        rec["temporal_consistency"] = round(temporal_consistency(net, val, device, progress=True), 2)
     if args.out is not None:
         write_json(args.out / "metrics.json", rec)
     teacher = rec.get("teacher") or {}

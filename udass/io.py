@@ -34,7 +34,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
             f.flush()
             if durable:
                 os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+        set_default_permissions(tmp)  # mkstemp creates 0600; a normal write would not
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -42,10 +42,26 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux:
+    /proc/self/status), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def set_default_permissions(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give `path` the permissions a plain `open(path, "w")` (or `mkdir`) would have given it:
+    0666 (0777 for a folder) less the umask. For files made private by `tempfile.mkstemp` /
+    `mkdtemp` before they are renamed into place."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from udass.benchmarks import get_benchmark
 from udass.config import METHODS, DataConfig
@@ -25,6 +24,7 @@ from udass.data.imageio import image_size
 from udass.data.protocols import RAW_ID_MAX, outside_encoding
 from udass.data.splits import expected_split_sizes, role_of, size_source
 from udass.errors import UdassError, unknown_name
+from udass.progress import Progress
 
 KINDS = ("frames t", "prev frames", "labels", "flows")
 LABEL_SAMPLES = 8
@@ -92,23 +92,30 @@ class RoleReport:
         return {"oracle"} if self.incomplete(("labels",)) else set()
 
 
-def _check_role(ds: ClipDataset, report: RoleReport) -> None:
+def _check_role(ds: ClipDataset, report: RoleReport, progress: bool = True) -> None:
     """Count every needed frame, label and flow of `ds`; check flow shapes and a label sample."""
     report.items = len(ds)
     report.expected = ds.expected_clips
     sample = set(np.linspace(0, len(ds) - 1, min(LABEL_SAMPLES, len(ds))).astype(int).tolist())
-    for i in range(len(ds)):
-        p = ds.raw_paths(i)
-        report.count("frames t", p.frames[0])
-        for f in p.frames[1:]:
-            report.count("prev frames", f)
-        for k, lab in enumerate(p.labels):
-            optional = k > 0 and ds.layout.prev_labels_optional
-            if lab is not None and report.count("labels", lab, optional) and k == 0 and i in sample:
-                _check_label(ds, lab, report)
-        for k, fl in enumerate(p.flows):
-            if report.count("flows", fl) and p.frames[k].is_file():
-                _check_flow(ds, fl, p.frames[k], report)
+    with Progress(len(ds), f"check {report.role}", unit="clip", enabled=progress) as bar:
+        for i in range(len(ds)):
+            _check_clip(ds, i, i in sample, report)
+            bar.update(1)
+
+
+def _check_clip(ds: ClipDataset, i: int, sampled: bool, report: RoleReport) -> None:
+    """Count clip i's frames, labels and flows; read its label when `sampled`."""
+    p = ds.raw_paths(i)
+    report.count("frames t", p.frames[0])
+    for f in p.frames[1:]:
+        report.count("prev frames", f)
+    for k, lab in enumerate(p.labels):
+        optional = k > 0 and ds.layout.prev_labels_optional
+        if lab is not None and report.count("labels", lab, optional) and k == 0 and sampled:
+            _check_label(ds, lab, report)
+    for k, fl in enumerate(p.flows):
+        if report.count("flows", fl) and p.frames[k].is_file():
+            _check_flow(ds, fl, p.frames[k], report)
 
 
 def _check_label(ds: ClipDataset, path: Path, report: RoleReport) -> None:
@@ -162,7 +169,9 @@ def _scan_labels(datasets: list[tuple[ClipDataset, RoleReport]], progress: bool 
                     todo.setdefault(lab, (frame, ds, []))[2].append(report)
     scan = LabelScan(files=len(todo))
     start = time.perf_counter()
-    for lab, (frame, ds, reports) in tqdm(todo.items(), desc="labels", unit="file", disable=not progress):
+    bar = Progress(len(todo), "read every label", unit="file", enabled=progress)
+    for lab, (frame, ds, reports) in todo.items():
+        bar.update(1)
         try:
             raw = ds.layout.read_label(lab)
             ids, pixels = outside_encoding(raw, ds.layout.encoding)
@@ -178,6 +187,7 @@ def _scan_labels(datasets: list[tuple[ClipDataset, RoleReport]], progress: bool 
             scan.unreadable.append(str(e))
             for report in {id(r): r for r in reports}.values():
                 report.problems.append(("labels", str(e)))
+    bar.close()
     scan.seconds = time.perf_counter() - start
     return scan
 

@@ -151,9 +151,25 @@ def resolve_data_root(benchmark: str, data_root: str | Path | None, cfg: DataCon
     return root
 
 
+def generated_root(root: Path) -> bool:
+    """Whether `udass synth` wrote `root` (its marker or its owner stamp is there): only such a
+    root may be regenerated in place; a hint never suggests writing into another folder."""
+    from udass.data.synthetic.spec import MARKER, OWNER_STAMP
+
+    return (Path(root) / MARKER).is_file() or (Path(root) / OWNER_STAMP).is_file()
+
+
+def _not_generated(benchmark: str, root: Path) -> str:
+    return (f"{root} was not written by `udass synth`, and the embedded benchmark {benchmark} reads "
+            f"only generated roots: leave out --data-root (the synthetic cache) or make one in a new "
+            f"folder with `udass synth --benchmark {benchmark} --out NEW_FOLDER`")
+
+
 def data_hint(benchmark: str, root: Path, dataset: str) -> str:
     """What to do about a missing file of `dataset` (a layout name) under data root `root`."""
     if get_benchmark(benchmark).synthetic:
+        if not generated_root(root):
+            return _not_generated(benchmark, root)
         return f"regenerate it with `udass synth --benchmark {benchmark} --out {root}`"
     return (f"{LAYOUTS[dataset].download} (layout: docs/datasets.md); check with `udass check-data "
             f"--benchmark {benchmark} --data-root {root}`")
@@ -162,6 +178,8 @@ def data_hint(benchmark: str, root: Path, dataset: str) -> str:
 def flow_hint(benchmark: str, root: Path, flow_root: Path, flow_source: str) -> str:
     """The command that makes missing flows of a given source."""
     if flow_source == "exact":
+        if not generated_root(root):
+            return _not_generated(benchmark, root)
         return f"regenerate them with `udass synth --benchmark {benchmark} --out {root}`"
     if flow_source == "authors":
         return (f"put the authors' flow folders in {flow_root} (docs/datasets.md), or compute DIS flows with "

@@ -20,20 +20,21 @@ model sees and quarters the disk and time cost on Cityscapes.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from udass.benchmarks import get_benchmark
 from udass.config import DataConfig
 from udass.data.datasets import DOMAIN_SPLITS, build_dataset, resolve_data_root, resolve_flow_root
 from udass.data.flow import estimate_flow_dis, write_flow
 from udass.data.imageio import read_rgb
-from udass.errors import UdassError, unknown_name
+from udass.errors import Interrupted, UdassError, unknown_name
+from udass.progress import Progress
 
 PRESETS = ("ultrafast", "fast", "medium")
 
@@ -113,19 +114,31 @@ def _work(args: tuple[FlowJob, str, int | None]) -> float:
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one core per worker process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
 
 
-def _run(todo: list[FlowJob], workers: int, preset: str, max_width: int | None) -> None:
+def _run(todo: list[FlowJob], workers: int, preset: str, max_width: int | None) -> int:
+    """Compute the flows of `todo`; returns how many were written. Ctrl-C stops the
+    pool and raises `Interrupted` naming how many flows are kept (each written atomically)."""
     args = [(job, preset, max_width) for job in todo]
-    with tqdm(total=len(todo), unit="flow", desc="DIS flow", smoothing=0.05) as bar:
-        if workers == 1:
-            for a in args:
-                _work(a)
-                bar.update()
-            return
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-            for _ in pool.imap_unordered(_work, args, chunksize=1):
-                bar.update()
+    done = 0
+    with Progress(len(todo), "DIS flow", unit="flow") as bar:
+        try:
+            if workers == 1:
+                for a in args:
+                    _work(a)
+                    done += 1
+                    bar.update()
+                return done
+            with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+                for _ in pool.imap_unordered(_work, args, chunksize=1):
+                    done += 1
+                    bar.update()
+        except KeyboardInterrupt:
+            bar.close(done=False)
+            raise Interrupted(f"interrupted after {done} of {len(todo)} flows; the {done} written are "
+                              f"kept; rerun the same command to compute the rest", signal.SIGINT) from None
+    return done
 
 
 def compute_flows(benchmark: str, data_root: str | Path | None, flow_root: str | Path | None = None,

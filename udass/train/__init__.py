@@ -5,7 +5,7 @@ the optimiser recipes (`optim`), log.csv (`log`) and the `udass train` line of a
 from udass.train.learner import Learner
 from udass.train.log import LOG_COLUMNS
 from udass.train.loop import (RUN_CONTROL_KEYS, Trainer, TrainingDiverged,
-                              compute_long_tail, config_from_args, prepare_run, train,
+                              compute_long_tail, config_from_args, finished_metrics, prepare_run, train,
                               train_from_args)
 from udass.train.optim import build_optimizer, clip_gradients, lr_factor
 from udass.train.sampler import StepBatchSampler, make_loader
@@ -15,6 +15,6 @@ from udass.train.step import (Networks, StepEnv, StepOutput, StepRecord, dacs_st
 __all__ = [
     "LOG_COLUMNS", "Learner", "Networks", "RUN_CONTROL_KEYS", "StepBatchSampler", "StepEnv",
     "StepOutput", "StepRecord", "Trainer", "TrainingDiverged", "build_optimizer", "clip_gradients",
-    "compute_long_tail", "config_from_args", "dacs_step", "lr_factor", "make_loader",
+    "compute_long_tail", "config_from_args", "dacs_step", "finished_metrics", "lr_factor", "make_loader",
     "prepare_run", "quadmix_step", "supervised_step", "train", "train_from_args",
 ]

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -24,7 +25,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.profiler import record_function
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from udass import checkpoint as ckpt
 from udass.benchmarks import Benchmark, get_benchmark
@@ -35,7 +35,7 @@ from udass.data.datasets import build_dataset
 from udass.data.splits import check_split, clip_counts
 from udass.data.rcs import ClassStats, RareClassSampler, class_statistics
 from udass.data.synthetic import ensure_synthetic_root, read_marker
-from udass.errors import UdassError
+from udass.errors import Interrupted, UdassError
 from udass.evaluate import align_corners_of, evaluate_model, metrics_record, temporal_consistency
 from udass.io import write_json
 from udass.method.feature_distance import ImageNetEncoder, thing_classes
@@ -43,6 +43,7 @@ from udass.method.feature_mix import FeatureFusion
 from udass.method.masking import neutral_fill
 from udass.method.teacher import EMATeacher
 from udass.method.templates import Template
+from udass.progress import Progress
 from udass.models import build_model_from_config
 from udass.runtime import (barrier, broadcast_buffers, device_description, git_commit, init_distributed,
                            library_versions, set_determinism, step_seed,
@@ -53,6 +54,7 @@ from udass.train.long_tail import compute_long_tail
 from udass.train.log import LogWriter
 from udass.train.optim import build_optimizer, clip_gradients, lr_factor
 from udass.train.sampler import StepBatchSampler, make_loader
+from udass.train.stop import StopOnSignal, signal_name
 from udass.train.step import (Networks, StepEnv, StepOutput, StepRecord, dacs_step, quadmix_step,
                               supervised_step)
 
@@ -406,27 +408,43 @@ class Trainer:
             if self.method == "quadmix":
                 _ = self.long_tail  # computed once, before the clock starts
         log = LogWriter(self.out / "log.csv", self.step) if d.is_main else None
-        bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not (self.progress and d.is_main),
-                   desc=f"{cfg.train.method} {cfg.model.backbone}", dynamic_ncols=True, file=sys.stderr)
+        bar = Progress(cfg.train.steps, f"{cfg.train.method} {cfg.model.backbone}", unit="step",
+                       initial=self.step, enabled=self.progress and d.is_main)
         every = max(1, cfg.train.checkpoint_every)
+        saved = self.step if ckpt.checkpoint_path(self.out, self.step).is_file() else None
         try:
-            for target in tgt:
-                t0 = time.perf_counter()
-                values = self.train_step(next(src_iter), target)
-                values["seconds"] = time.perf_counter() - t0
-                self.train_seconds += values["seconds"]
-                if log is not None and (self.step % cfg.train.log_every == 0 or self.step == end):
-                    log.write(self.step, values)
-                bar.set_postfix(loss=f"{values['loss_total']:.3f}", refresh=False)
-                bar.update(1)
-                if cfg.train.eval_every and self.step % cfg.train.eval_every == 0 and self.step < cfg.train.steps:
-                    self._periodic_eval()
-                if self.step % every == 0 or self.step == end:
-                    self.save()
+            with StopOnSignal() as stop:
+                for target in tgt:
+                    t0 = time.perf_counter()
+                    values = self.train_step(next(src_iter), target)
+                    values["seconds"] = time.perf_counter() - t0
+                    self.train_seconds += values["seconds"]
+                    if log is not None and (self.step % cfg.train.log_every == 0 or self.step == end):
+                        log.write(self.step, values)
+                    bar.update(1, **_shown_losses(values))
+                    if cfg.train.eval_every and self.step % cfg.train.eval_every == 0 and self.step < cfg.train.steps:
+                        self._periodic_eval()
+                    if self.step % every == 0 or self.step == end:
+                        self.save()
+                        saved = self.step
+                    if stop.requested(self.device):
+                        bar.close(done=False)
+                        self._stop(stop.signum or signal.SIGINT, saved)
+        except KeyboardInterrupt:  # a second Ctrl-C inside a step: keep what is on disk
+            bar.close(done=False)
+            last = ckpt.last_checkpoint(self.out)
+            raise Interrupted(f"interrupted at once (a second Ctrl-C) after step {self.step}; checkpoint "
+                              f"kept: {last or 'none'}; rerun the same command to resume", signal.SIGINT) from None
         finally:
             bar.close()
             if log is not None:
                 log.close()
+
+    def _stop(self, signum: int, saved: int | None) -> None:
+        """Checkpoint the completed step (unless just written) and raise `Interrupted`."""
+        path = self.save() if saved != self.step else ckpt.checkpoint_path(self.out, self.step)
+        raise Interrupted(f"interrupted ({signal_name(signum)}) at step {self.step}; checkpoint kept: "
+                          f"{path}; rerun the same command to resume", signum)
 
     def _periodic_eval(self) -> None:
         rec = self.evaluate(networks=("teacher",))
@@ -445,14 +463,16 @@ class Trainer:
         shard = torch.utils.data.Subset(val, indices[self.dist.rank::self.dist.world_size])
         nets = {"student": self.learner.net, "teacher": self.teacher.model}
         corners = align_corners_of(self.cfg.train.eval_align_corners, self.benchmark)
+        shown = self.progress and self.dist.is_main
         mats = {n: evaluate_model(nets[n], shard, self.benchmark, self.device, batch_size=1,
-                                  num_workers=0, align_corners=corners) for n in networks}
+                                  num_workers=0, align_corners=corners, progress=shown,
+                                  desc=f"evaluate {n} at step {self.step}") for n in networks}
         student = mats.get("student", mats.get("teacher"))
         extra = self._record_extra()
         extra["clips"] = clip_counts(val, len(indices))
         if consistency and self.benchmark.is_video and "student" in networks:
             extra["temporal_consistency"] = round(temporal_consistency(
-                self.learner.net, shard, self.device), 2)
+                self.learner.net, shard, self.device, progress=shown), 2)
         rec = metrics_record(self.benchmark, student.matrix, mats["teacher"].matrix
                              if "teacher" in mats else None, step=self.step, extra=extra)
         if "student" not in networks:
@@ -488,6 +508,15 @@ class Trainer:
             "step": self.step, "miou": rec.get("miou") if rec else None,
         }
         write_json(self.out / "run.json", info)
+
+
+def _shown_losses(values: dict[str, float]) -> dict[str, float]:
+    """The losses a progress line shows: the total and the non-zero terms of the main losses."""
+    shown = {"loss": values["loss_total"]}
+    for name in ("loss_src", "loss_trg", "loss_mix"):
+        if values.get(name):
+            shown[name[5:]] = values[name]
+    return shown
 
 
 # ----------------------------------------------------------------------------------- state utils
@@ -529,12 +558,37 @@ def _get(d: dict[str, Any], key: str) -> Any:
     return d.get(sec, {}).get(name)
 
 
-def train(cfg: Config, out: str | Path, until: int | None = None, device: str = "auto",
-          progress: bool = True) -> dict[str, Any] | None:
-    """Train `cfg` into OUT, resuming from OUT's last checkpoint when there is one; a finished
-    OUT is only re-evaluated. Returns the metrics record when the schedule is complete."""
+def finished_metrics(cfg: Config, out: str | Path) -> dict[str, Any] | None:
+    """The metrics.json record of a finished run of `cfg` in OUT (its last checkpoint and its
+    metrics at the schedule's last step), else None. OUT's config is not checked here
+    (`prepare_run` does)."""
     out = Path(out)
+    found = ckpt.list_checkpoints(out)
+    if not found or found[-1][0] != cfg.train.steps or not (out / "metrics.json").is_file():
+        return None
+    try:
+        rec = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("step") == cfg.train.steps else None
+
+
+def train(cfg: Config, out: str | Path, until: int | None = None, device: str = "auto",
+          progress: bool = True, reevaluate: bool = False) -> dict[str, Any] | None:
+    """Train `cfg` into OUT, resuming from OUT's last checkpoint when there is one. A finished
+    OUT (last checkpoint and metrics.json at the schedule's end) returns its metrics.json record
+    as it is, unless `reevaluate`; a finished OUT without metrics is evaluated. Returns the
+    metrics record when the schedule is complete, None when stopped earlier (`until`).
+    Raises `Interrupted` on SIGINT / SIGTERM after checkpointing the last completed step."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UdassError(f"--out {out} is a file, expected a folder for the run; pass a new or "
+                         f"existing run folder")
     resume = prepare_run(cfg, out)
+    if resume is not None and not reevaluate:
+        done = finished_metrics(cfg, out)
+        if done is not None:
+            return done
     trainer = Trainer(cfg, out, device=device, progress=progress)
     if resume is not None:
         state = ckpt.load_checkpoint(resume, map_location=trainer.device)
@@ -574,7 +628,16 @@ def config_from_args(a: argparse.Namespace) -> Config:
 
 def train_from_args(a: argparse.Namespace) -> None:
     cfg = config_from_args(a)
-    rec = train(cfg, a.out, until=a.until, device=a.device)
+    reevaluate = bool(getattr(a, "reevaluate", False))
+    if not reevaluate and Path(a.out).is_dir() and finished_metrics(cfg, a.out) is not None:
+        prepare_run(cfg, Path(a.out))  # the same config, or the error naming the fields
+        rec = finished_metrics(cfg, a.out)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"{a.out} is already finished (step {cfg.train.steps} of {cfg.train.steps}; mIoU "
+                  f"student {rec['miou']:.2f}: {Path(a.out) / 'metrics.json'}); nothing to do "
+                  f"(--reevaluate evaluates it again)")
+        return
+    rec = train(cfg, a.out, until=a.until, device=a.device, reevaluate=reevaluate)
     if rec is not None and int(os.environ.get("RANK", "0")) == 0:
         teacher = rec.get("teacher") or {}
         print(f"{cfg.train.method} {cfg.model.backbone} on {cfg.data.benchmark}: mIoU student "

@@ -21,7 +21,7 @@ from udass.data.synthetic.jobs import jobs, run_all, usable_cpus
 from udass.data.synthetic.spec import (DATASET_DIRS, GENERATOR_VERSION, MARKER, OWNER_STAMP,
                                        bench_spec, frame_size, role_counts, size_spec)
 from udass.errors import UdassError, unknown_name
-from udass.io import write_json
+from udass.io import set_default_permissions, write_json
 
 REPO = Path(__file__).resolve().parents[3]
 # The embedded benchmarks: the ones a data root is generated for on demand (`default_root`).
@@ -137,7 +137,7 @@ def ensure_synthetic_root(benchmark: str, size: str = "demo", seed: int = 0,
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         generate(benchmark, tmp, seed=seed, size=size)
-        os.chmod(tmp, 0o755)   # mkdtemp makes it private; the cache is shared
+        set_default_permissions(tmp, directory=True)   # mkdtemp makes it private
         _install(tmp, root, benchmark, size, seed)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
