@@ -53,7 +53,7 @@ def one(argv: list[str], threads: int) -> dict[str, Any]:
 
     from udass.cli import build_parser
     from udass.train.dryrun import dry_run, format_report
-    from udass.train.loop import config_from_args
+    from udass.train.entry import config_from_args
 
     torch.set_num_threads(threads)
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")

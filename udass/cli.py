@@ -184,7 +184,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="run N real steps of this recipe on this data and device, print peak memory, "
                         "seconds per step (data / forward-backward / mixing), the projected time of "
                         "the schedule and anything missing (files, weights, disk); writes nothing to "
-                        "OUT; exit status 1 when something is missing")
+                        "OUT; exit status 1 when something is missing (default: train)")
     p.set_defaults(func=_run_train, folders=("out", "data_root", "flow_root"))
 
 
@@ -318,18 +318,19 @@ def _run_demo(a: argparse.Namespace) -> int:
 
 
 def _add_run_dir(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run-dir", help="print the run-cache folder where the notebooks look for the "
-                                       "run of these flags (train into it with `udass train --out`)")
-    p.add_argument("--benchmark", default="synthetic-video")
+    p = _parser(sub, "run-dir", "print the run-cache folder where the notebooks look for the run of "
+                                "these flags (train into it with `udass train --out`)")
+    p.add_argument("--benchmark", default="synthetic-video", help=BENCHMARK_HELP)
     p.add_argument("--backbone", default="vit", help="cnn | vit")
     p.add_argument("--method", default="quadmix", help="source_only | oracle | dacs | quadmix")
     p.add_argument("--profile", default="demo", help="test | demo | paper")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="schedule length (default: profile)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--pretrained", default=None, help="ImageNet checkpoint path, or 'none'")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--steps", type=int, default=None, help="schedule length (default: the profile's)")
+    p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
+    p.add_argument("--pretrained", default=None,
+                   help="ImageNet checkpoint path, or 'none' (default: the profile's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, as `udass train --set` (repeatable)")
+                   help="override any config field, as `udass train --set` (repeatable; default: none)")
     p.add_argument("--runs-root", default="runs", help="the run cache (default: runs/ of the repository)")
     p.set_defaults(func=_run_run_dir)
 
@@ -344,10 +345,10 @@ def _run_run_dir(a: argparse.Namespace) -> int:
 
 
 def _add_summary(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("summary", help="write docs/results-synthetic.md from the tables in results/ "
-                                       "(keeps the hand-written analysis below its marker)")
-    p.add_argument("--results-dir", default="results")
-    p.add_argument("--out", default="docs/results-synthetic.md")
+    p = _parser(sub, "summary", "write docs/results-synthetic.md from the tables in results/ (keeps "
+                                "the hand-written analysis below its marker)")
+    p.add_argument("--results-dir", default="results", help="the regenerated tables")
+    p.add_argument("--out", default="docs/results-synthetic.md", help="the summary written (default: docs/results-synthetic.md)")
     p.set_defaults(func=_run_summary)
 
 

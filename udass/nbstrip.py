@@ -26,6 +26,7 @@ the top of the work tree, before or without any virtual environment.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -75,8 +76,6 @@ def install(repo: str | Path = ".", prefix: str | Path | None = None) -> bool:
     environment at `prefix` (default: this interpreter's virtual environment, when it is one
     and udass is installed in it; never a system-wide Python). False when `repo` is not a git
     work tree."""
-    import importlib.util
-
     if prefix is None and sys.prefix != sys.base_prefix and importlib.util.find_spec("udass"):
         prefix = sys.prefix
     if prefix is not None:

@@ -24,6 +24,8 @@ import sys
 import time
 from typing import IO, Any
 
+from tqdm import tqdm
+
 from udass.errors import UdassError
 
 ENV = "UDASS_PROGRESS"
@@ -111,8 +113,6 @@ class Progress:
         self.closed = False
         self.bar = None
         if self.mode == "bar":
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, initial=self.n, desc=desc, unit=unit, dynamic_ncols=True,
                             file=stream or sys.stderr, leave=True)
 

@@ -45,6 +45,7 @@ from udass.data.imageio import image_size, read_rgb
 from udass.data.protocols import map_label
 from udass.data.splits import expected_split_sizes, role_of
 from udass.data.synthetic import ensure_synthetic_root
+from udass.data.synthetic.spec import MARKER, OWNER_STAMP
 from udass.data.synthia import SynthiaLayout
 from udass.data.synthia_seq import SynthiaSeqLayout
 from udass.data.transforms import resize_clip, resize_labels
@@ -154,8 +155,6 @@ def resolve_data_root(benchmark: str, data_root: str | Path | None, cfg: DataCon
 def generated_root(root: Path) -> bool:
     """Whether `udass synth` wrote `root` (its marker or its owner stamp is there): only such a
     root may be regenerated in place; a hint never suggests writing into another folder."""
-    from udass.data.synthetic.spec import MARKER, OWNER_STAMP
-
     return (Path(root) / MARKER).is_file() or (Path(root) / OWNER_STAMP).is_file()
 
 

@@ -48,7 +48,8 @@ from udass.errors import UdassError
 from udass.evaluate import align_corners_of, evaluate_model, temporal_consistency
 from udass.profiling import range_parts, step_split, synchronised_ranges
 from udass.runtime import device_description
-from udass.train.loop import Trainer, config_from_args, prepare_run
+from udass.train.entry import config_from_args, prepare_run
+from udass.train.loop import Trainer
 from udass.train.sampler import make_loader
 
 KEPT_CHECKPOINTS = 2          # Trainer.save prunes to the last two
