@@ -20,9 +20,14 @@
 # same trainer, model and mixing as for video) and writes the comparison table: per-class IoU and
 # mIoU of our runs beside the paper's numbers (paper benchmarks) or beside our own baselines (the
 # embedded `synthetic-image` benchmark), with figures, under
-# `results/01_train_image/<benchmark>/<backbone>/`. Finished runs in `runs/` are reused, never
-# retrained. Our image recipe is DAFormer-style single-resolution, not the paper's MIC + HRDA.
-# Papermill: `papermill notebooks/01_train_image.ipynb out.ipynb -p backbone cnn`.
+# `results/local/01_train_image/<benchmark>/<backbone>/` (git-ignored; `publish=True` writes the
+# committed `results/` instead, as `udass reproduce` does). Finished runs in `runs/` are reused,
+# never retrained. The demo profile trains at a single resolution; the paper profile trains the
+# authors' image recipe (MIC + HRDA, rare-class sampling, ImageNet feature distance). With
+# `checkpoints` (e.g. released networks converted with `udass convert`) it evaluates them instead
+# of training and fills the table beside the paper's rows (docs/reproducing.md). From the
+# repository root: `udass nb 01 -p backbone cnn`, or
+# `papermill notebooks/01_train_image.ipynb results/executed/01_train_image.ipynb -k python3 -p backbone cnn`.
 
 # %% tags=["parameters"]
 benchmark: str = "synthetic-image"  # synthetic-image (embedded) | gtav2cityscapes | synthia2cityscapes
@@ -36,6 +41,8 @@ pretrained: "Optional[str]" = None  # ImageNet checkpoint (paper profile); "none
 device: str = "auto"  # auto | cpu | cuda
 results_dir: str = "results"  # where tables and figures are written
 runs_root: str = "runs"  # where training runs and checkpoints are cached
+publish: bool = False  # True: write the committed tables in results/ (udass reproduce does); False: results/local/ (git-ignored), same layout
+checkpoints: "Optional[str]" = None  # evaluation only, nothing trained: comma-separated label:path pairs of udass checkpoints (udass convert outputs), e.g. "QuadMix:qm.pt"
 
 # %%
 from udass import experiments
@@ -43,7 +50,7 @@ from udass import experiments
 result = experiments.run_table(
     "01_train_image", benchmark=benchmark, backbone=backbone, methods=methods, profile=profile,
     steps=steps, data_root=data_root, seeds=seeds, pretrained=pretrained, device=device,
-    results_dir=results_dir, runs_root=runs_root)
+    results_dir=results_dir, runs_root=runs_root, publish=publish, checkpoints=checkpoints)
 
 # %%
 from IPython.display import Image, Markdown, display

@@ -19,9 +19,13 @@
 # Trains (or reuses) every method on a **video** benchmark and writes the comparison table:
 # per-class IoU and mIoU of our runs beside the paper's numbers (paper benchmarks) or beside our
 # own baselines (the embedded `synthetic-video` benchmark), with figures, under
-# `results/02_train_video/<benchmark>/<backbone>/`. Finished runs in `runs/` are reused, never
-# retrained. Change the parameters below, or pass them to papermill:
-# `papermill notebooks/02_train_video.ipynb out.ipynb -p backbone cnn -p profile demo`.
+# `results/local/02_train_video/<benchmark>/<backbone>/` (git-ignored; `publish=True` writes the
+# committed `results/` instead, as `udass reproduce` does). Finished runs in `runs/` are reused,
+# never retrained. With `checkpoints` (e.g. released networks converted with `udass convert`) it
+# evaluates them instead of training and fills the table beside the paper's rows
+# (docs/reproducing.md). Change the parameters below, or from the repository root:
+# `udass nb 02 -p backbone cnn` (the executed copy goes to `results/executed/`), or
+# `papermill notebooks/02_train_video.ipynb results/executed/02_train_video.ipynb -k python3 -p backbone cnn`.
 
 # %% tags=["parameters"]
 benchmark: str = "synthetic-video"  # synthetic-video (embedded) | synthia-seq2cityscapes-seq | viper2cityscapes-seq
@@ -35,6 +39,8 @@ pretrained: "Optional[str]" = None  # ImageNet checkpoint (paper profile); "none
 device: str = "auto"  # auto | cpu | cuda
 results_dir: str = "results"  # where tables and figures are written
 runs_root: str = "runs"  # where training runs and checkpoints are cached
+publish: bool = False  # True: write the committed tables in results/ (udass reproduce does); False: results/local/ (git-ignored), same layout
+checkpoints: "Optional[str]" = None  # evaluation only, nothing trained: comma-separated label:path pairs of udass checkpoints (udass convert outputs), e.g. "QuadMix:qm.pt"
 
 # %%
 from udass import experiments
@@ -42,7 +48,7 @@ from udass import experiments
 result = experiments.run_table(
     "02_train_video", benchmark=benchmark, backbone=backbone, methods=methods, profile=profile,
     steps=steps, data_root=data_root, seeds=seeds, pretrained=pretrained, device=device,
-    results_dir=results_dir, runs_root=runs_root)
+    results_dir=results_dir, runs_root=runs_root, publish=publish, checkpoints=checkpoints)
 
 # %%
 from IPython.display import Image, Markdown, display

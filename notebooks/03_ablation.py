@@ -23,8 +23,10 @@
 # source templates only (no target template T' pasted anywhere). Every row is trained (or
 # reused: runs are shared with the other notebooks) for each seed; the table reports the mean ±
 # sample standard deviation over seeds and the figure shows the spread, under
-# `results/03_ablation/<benchmark>/<backbone>/`. The paper's ablation table was not available,
-# so only our rows are shown.
+# `results/local/03_ablation/<benchmark>/<backbone>/` (git-ignored; `publish=True` writes the
+# committed `results/`, as `udass reproduce` does). The paper's ablation table was not available,
+# so only our rows are shown. From the repository root: `udass nb 03 -p seeds 0`, or
+# `papermill notebooks/03_ablation.ipynb results/executed/03_ablation.ipynb -k python3 -p seeds 0`.
 #
 # On an image benchmark (`benchmark="synthetic-image"`, or GTAV / SYNTHIA -> Cityscapes) the rows
 # are the image recipe's components instead (`udass.config.IMAGE_ABLATIONS`): QuadMix at a single
@@ -44,6 +46,7 @@ pretrained: "Optional[str]" = None  # ImageNet checkpoint (paper profile); "none
 device: str = "auto"  # auto | cpu | cuda
 results_dir: str = "results"  # where tables and figures are written
 runs_root: str = "runs"  # where training runs and checkpoints are cached
+publish: bool = False  # True: write the committed tables in results/ (udass reproduce does); False: results/local/ (git-ignored), same layout
 
 # %%
 from udass import experiments
@@ -51,7 +54,7 @@ from udass import experiments
 result = experiments.run_ablation(
     "03_ablation", benchmark=benchmark, backbone=backbone, methods=methods, profile=profile,
     steps=steps, data_root=data_root, seeds=seeds, pretrained=pretrained, device=device,
-    results_dir=results_dir, runs_root=runs_root)
+    results_dir=results_dir, runs_root=runs_root, publish=publish)
 
 # %%
 from IPython.display import Image, Markdown, display

@@ -21,7 +21,9 @@
 # video benchmark a temporal strip: consecutive frames of one validation snippet, predicted as
 # `udass segment` does (clip (t, t-1), DIS flow on the fly), with the share of pixels that agree
 # with the flow-warped previous prediction. The runs are those of the same config (the first
-# seed), trained if missing. Figures go to `results/04_qualitative/<benchmark>/<backbone>/`.
+# seed), trained if missing. Figures go to `results/local/04_qualitative/<benchmark>/<backbone>/`
+# (git-ignored; `publish=True`: the committed `results/`). From the repository root:
+# `udass nb 04`, or `papermill notebooks/04_qualitative.ipynb results/executed/04_qualitative.ipynb -k python3`.
 
 # %% tags=["parameters"]
 benchmark: str = "synthetic-video"  # synthetic-video | synthetic-image | a paper benchmark
@@ -35,6 +37,7 @@ pretrained: "Optional[str]" = None  # ImageNet checkpoint (paper profile); "none
 device: str = "auto"  # auto | cpu | cuda
 results_dir: str = "results"  # where figures are written
 runs_root: str = "runs"  # where training runs and checkpoints are cached
+publish: bool = False  # True: write the committed tables in results/ (udass reproduce does); False: results/local/ (git-ignored), same layout
 num_images: int = 4  # validation frames in the grid (evenly spaced over the split)
 num_frames: int = 5  # consecutive frames in the temporal strip (video benchmarks)
 
@@ -44,7 +47,8 @@ from udass import experiments
 result = experiments.qualitative(
     "04_qualitative", benchmark=benchmark, backbone=backbone, methods=methods, profile=profile,
     steps=steps, data_root=data_root, seeds=seeds, pretrained=pretrained, device=device,
-    results_dir=results_dir, runs_root=runs_root, num_images=num_images, num_frames=num_frames)
+    results_dir=results_dir, runs_root=runs_root, num_images=num_images, num_frames=num_frames,
+    publish=publish)
 
 # %%
 from IPython.display import Image, Markdown, display

@@ -21,7 +21,9 @@
 # with t-SNE (fixed random state) and coloured by class and by domain. Because a 2-D map can
 # mislead, a companion table measures the feature space itself: class silhouette, source-vs-target
 # domain silhouette and the class-wise source-target prototype distance, per model. Outputs go to
-# `results/05_tsne/<benchmark>/<backbone>/`.
+# `results/local/05_tsne/<benchmark>/<backbone>/` (git-ignored; `publish=True`: the committed
+# `results/`). From the repository root: `udass nb 05`, or
+# `papermill notebooks/05_tsne.ipynb results/executed/05_tsne.ipynb -k python3`.
 
 # %% tags=["parameters"]
 benchmark: str = "synthetic-video"  # synthetic-video | synthetic-image | a paper benchmark
@@ -35,6 +37,7 @@ pretrained: "Optional[str]" = None  # ImageNet checkpoint (paper profile); "none
 device: str = "auto"  # auto | cpu | cuda
 results_dir: str = "results"  # where the figure and the companion table are written
 runs_root: str = "runs"  # where training runs and checkpoints are cached
+publish: bool = False  # True: write the committed tables in results/ (udass reproduce does); False: results/local/ (git-ignored), same layout
 per_class: int = 40  # feature pixels sampled per (domain, class)
 num_clips: int = 8  # source and target clips the features come from
 
@@ -44,7 +47,8 @@ from udass import experiments
 result = experiments.tsne(
     "05_tsne", benchmark=benchmark, backbone=backbone, methods=methods, profile=profile,
     steps=steps, data_root=data_root, seeds=seeds, pretrained=pretrained, device=device,
-    results_dir=results_dir, runs_root=runs_root, per_class=per_class, num_clips=num_clips)
+    results_dir=results_dir, runs_root=runs_root, per_class=per_class, num_clips=num_clips,
+    publish=publish)
 
 # %%
 from IPython.display import Image, Markdown, display

@@ -301,17 +301,46 @@ def _run_reproduce(a: argparse.Namespace) -> int:
     return 0
 
 
+PARAM_HELP = ("a notebook parameter, as papermill's -p (repeatable): True / False / None, numbers "
+              "and text as papermill reads them")
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = _parser(sub, "demo", "the main job: 02_train_video with the ViT on the embedded benchmark")
+    p = _parser(sub, "demo", "the main job: 02_train_video with the ViT on the embedded benchmark "
+                             "(seed 0, into results/local/)")
+    p.add_argument("-p", "--parameter", dest="params", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help=PARAM_HELP + " (default: none)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(a: argparse.Namespace) -> int:
     # the subcommand's stack, imported when it runs (module docstring)
-    from udass.reproduce import demo
+    from udass.reproduce import demo, parse_value
 
     try:
-        demo()
+        demo({k: parse_value(v) for k, v in a.params})
+    except KeyboardInterrupt:
+        raise Interrupted(RUNS_KEPT, signal.SIGINT) from None
+    return 0
+
+
+def _add_nb(sub: argparse._SubParsersAction) -> None:
+    p = _parser(sub, "nb", "run one notebook with papermill, its executed copy in results/executed/ "
+                           "(e.g. `udass nb 02 -p backbone cnn`)")
+    p.add_argument("notebook", help="its number (02), name (02_train_video) or path")
+    p.add_argument("-p", "--parameter", dest="params", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help=PARAM_HELP + " (default: none)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="the executed notebook (default: results/executed/<name>[-<param>-<value>...].ipynb)")
+    p.set_defaults(func=_run_nb)
+
+
+def _run_nb(a: argparse.Namespace) -> int:
+    # the subcommand's stack, imported when it runs (module docstring)
+    from udass.reproduce import notebook, parse_value
+
+    try:
+        notebook(a.notebook, {k: parse_value(v) for k, v in a.params}, a.output)
     except KeyboardInterrupt:
         raise Interrupted(RUNS_KEPT, signal.SIGINT) from None
     return 0
@@ -365,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_synth, _add_check, _add_flow, _add_train, _add_evaluate, _add_segment,
-                _add_convert, _add_reproduce, _add_demo, _add_run_dir, _add_summary):
+                _add_convert, _add_reproduce, _add_nb, _add_demo, _add_run_dir, _add_summary):
         add(sub)
     return parser
 

@@ -16,10 +16,11 @@ summary`); running every notebook is `udass.reproduce`.
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,12 +28,15 @@ from typing import Any
 
 from udass.benchmarks import BENCHMARKS, get_benchmark
 from udass.config import ABLATIONS, BACKBONES, PROFILES, ablation_rows
+from udass.errors import UdassError
+from udass.evaluate import evaluate_from_args
 from udass.explore import qualitative, tsne
 from udass.explorer import quadmix_explorer, show_explorer
 from udass.figures import ablation_figure, per_class_bars, training_curves
 from udass.io import read_json, write_bytes, write_json, write_text
-from udass.params import (REFERENCE_NETWORK, Params, anchor, config_for, param_error, parse_params,
-                          results_folder)
+from udass.params import (REFERENCE_NETWORK, Params, anchor, check_checkpoints, config_for,
+                          param_error, parse_params, results_folder)
+from udass.publish import rebase, staged_folder
 from udass.report import comparison_table, mean_std, write_table
 from udass.runs import ensure_run
 from udass.runtime import git_commit
@@ -63,20 +67,12 @@ def _short_commit(info: Mapping[str, Any] | None) -> str:
     return commit[:10] + ("-dirty" if str(commit).endswith("-dirty") else "")
 
 
-def _prune_copies(runs_dir: Path, label: str, keep: Sequence[str]) -> None:
-    """Remove copies `runs/<label>-s<seed>` of seeds not run this time (stale rows)."""
-    if not runs_dir.is_dir():
-        return
-    pattern = re.compile(rf"^{re.escape(label)}-s\d+$")
-    for d in runs_dir.iterdir():
-        if d.is_dir() and pattern.match(d.name) and d.name not in keep:
-            shutil.rmtree(d)
-
-
-def _kept_records(out_dir: Path, skip: Sequence[str], profile: str) -> list[dict[str, Any]]:
-    """Rows of an earlier call of the same table for methods not run now, read from their
-    committed metrics.json copies (same profile only), with their provenance."""
-    combined = read_json(out_dir / "metrics.json")
+def _kept_records(previous: Path, staging: Path, skip: Sequence[str], profile: str
+                  ) -> list[dict[str, Any]]:
+    """Rows of an earlier call of the same table (in `previous`, the folder being replaced) for
+    methods not run now, read from their metrics.json copies (same profile only), with their
+    provenance; their copies are carried into `staging`."""
+    combined = read_json(previous / "metrics.json")
     if not combined:
         return []
     kept: list[dict[str, Any]] = []
@@ -84,14 +80,15 @@ def _kept_records(out_dir: Path, skip: Sequence[str], profile: str) -> list[dict
         if label in skip:
             continue
         if entry.get("profile") != profile:
-            print(f"note: dropping the earlier {label} row of {out_dir} (profile "
+            print(f"note: dropping the earlier {label} row of {previous} (profile "
                   f"{entry.get('profile')}, this call {profile})")
             continue
         for rel in entry.get("runs", []):
-            rec = read_json(out_dir / rel / "metrics.json")
+            rec = read_json(previous / rel / "metrics.json")
             if rec is None:
                 continue
-            info = read_json(out_dir / rel / "run.json")
+            info = read_json(previous / rel / "run.json")
+            _copy_run_files(previous / rel, staging / rel)
             kept.append({**rec, "method": label, "label": label, "setting": entry.get("setting", ""),
                          "run_dir": f"{rel} (earlier run, {_short_commit(info)})",
                          "copy": rel, "kept": True, "commit": (info or {}).get("commit")})
@@ -175,40 +172,73 @@ def run_table(notebook: str = "02_train_video", benchmark: Any = "synthetic-vide
               profile: Any = "demo", steps: Any = None, data_root: Any = None, seeds: Any = "0",
               pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
               runs_root: Any = "runs", network: str = REFERENCE_NETWORK,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, publish: Any = False, checkpoints: Any = None
+              ) -> dict[str, Any]:
     """Train / reuse every method x seed and write the comparison table and its figures.
 
-    Writes `<results_dir>/<notebook>/<benchmark>/<backbone>/`: table.md, table.csv (ours beside
-    the paper's rows on a paper benchmark, beside our own baselines on a synthetic one; mean ±
-    sample std over seeds; the `network` column says which network is reported), per_class_iou.png,
-    training_curves.png, metrics.json (per method: per-class IoU, mIoU, both networks, steps,
-    seeds, runs) and runs/<method>-s<seed>/{metrics.json,run.json}. Rows of methods not run in
-    this call but present from an earlier run of the same table (same profile) are kept, read
-    from their metrics.json copies, with their commit. Returns {"out_dir", "table", "markdown",
-    "files", "figures", "records"}.
+    Writes `<results_dir>/<notebook>/<benchmark>/<backbone>/` (under results/local/ unless
+    `publish`: `udass.publish.output_root`), replacing the folder whole
+    (`udass.publish.staged_folder`): table.md, table.csv (ours beside the paper's rows on a paper
+    benchmark, beside our own baselines on a synthetic one; mean ± sample std over seeds; the
+    `network` column says which network is reported), per_class_iou.png, training_curves.png,
+    metrics.json (per method: per-class IoU, mIoU, both networks, steps, seeds, runs) and
+    runs/<method>-s<seed>/{metrics.json,run.json}. Rows of methods not run in this call but
+    present from an earlier run of the same table (same profile) are kept, read from their
+    metrics.json copies, with their commit.
+
+    checkpoints: evaluation only. {row label: udass checkpoint} (or "label=path,label=path"),
+    e.g. released networks converted with `udass convert`: each is evaluated on the benchmark's
+    target val split (`udass evaluate`, cached in <runs_root>/evaluations/) and becomes a row
+    beside the paper's, with its metrics.json under evaluated/<label>/; nothing is trained and
+    `methods` / `seeds` are not used. Returns {"out_dir", "table", "markdown", "files",
+    "figures", "records"}.
     """
     if network not in ("student", "teacher"):
         raise param_error("network", "student or teacher", network)
     p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
-                     device, results_dir, runs_root)
+                     device, results_dir, runs_root, publish=publish)
+    released = check_checkpoints(checkpoints)
     bm = get_benchmark(p.benchmark)
-    out_dir = results_folder(p.results_dir, notebook, bm.name, p.backbone)
-    records: list[dict[str, Any]] = []
-    logs: dict[str, Path] = {}
-    for method in p.methods:
-        copies = []
-        for seed in p.seeds:
-            rec = ensure_run(config_for(p, method, seed), p.runs_root, p.device, progress)
-            src = Path(rec["run_dir"])
-            copy = f"runs/{_safe(method)}-s{seed}"
-            _copy_run_files(src, out_dir / copy)
-            copies.append(Path(copy).name)
-            records.append({**rec, "seed": seed, "run_dir": copy, "copy": copy,
-                            "source_run_dir": str(src)})
+    final = results_folder(p.results_dir, notebook, bm.name, p.backbone)
+    runs: list[dict[str, Any]] = []   # every run first: the folder is replaced only at the end
+    if released:
+        runs = [evaluate_release(label, path, p, network) for label, path in released.items()]
+    else:
+        for method in p.methods:
+            for seed in p.seeds:
+                rec = ensure_run(config_for(p, method, seed), p.runs_root, p.device, progress)
+                runs.append({**rec, "seed": seed, "copy": f"runs/{_safe(method)}-s{seed}",
+                             "source_run_dir": str(rec["run_dir"])})
+    with staged_folder(final) as out_dir:
+        records, logs = [], {}
+        for rec in runs:
+            src = Path(rec["source_run_dir"])
+            _copy_run_files(src, out_dir / rec["copy"])
+            records.append({**rec, "run_dir": rec["copy"]})
             if (src / "log.csv").is_file():
-                logs[f"{method} s{seed}"] = src / "log.csv"
-        _prune_copies(out_dir / "runs", _safe(method), copies)
-    records += _kept_records(out_dir, p.methods, p.profile)
+                logs[f"{rec['method']} s{rec['seed']}"] = src / "log.csv"
+        records += _kept_records(final, out_dir, list(released) or p.methods, p.profile)
+        table = _method_table(notebook, p, bm, records, network, bool(released))
+        md_path, csv_path = write_table(table, out_dir)
+        figures = {"per_class_iou": per_class_bars(
+            _bar_rows(table, p.backbone), bm.eval_class_names(), out_dir / "per_class_iou.png",
+            title=f"{bm.name} ({p.backbone}): per-class IoU")}
+        if logs:
+            figures["training_curves"] = training_curves(
+                logs, out_dir / "training_curves.png", keys=LOG_KEYS,
+                title=f"{bm.name} ({p.backbone}): training")
+        combined = _combined(notebook, p, bm.name, records, network, bm.eval_class_names())
+        if released:
+            combined.update(seeds=[], checkpoints={k: str(v) for k, v in released.items()})
+        write_json(out_dir / "metrics.json", combined)
+    files = {"table_md": md_path, "table_csv": csv_path, "metrics": out_dir / "metrics.json"}
+    return _result(final, table, {k: rebase(v, out_dir, final) for k, v in files.items()},
+                   {k: rebase(v, out_dir, final) for k, v in figures.items()}, records=records)
+
+
+def _method_table(notebook: str, p: Params, bm: Any, records: Sequence[Mapping[str, Any]],
+                  network: str, released: bool) -> dict[str, Any]:
+    """The comparison table of `run_table` with its notes."""
     table = comparison_table(records, bm, networks=(network,))
     table["title"] = (f"{notebook}: {bm.name}, {p.backbone} backbone: per-class IoU and mIoU (%), "
                       f"ours = the {network} network")
@@ -216,31 +246,27 @@ def run_table(notebook: str = "02_train_video", benchmark: Any = "synthetic-vide
     table["notes"] += [
         f"ours: the {network} network of each run (DAFormer / MIC evaluate the student); the EMA "
         f"{other}'s numbers are in metrics.json." if network == "student" else
-        "ours: the EMA teacher of each run; the student's numbers are in metrics.json.",
-        _profile_note(p.profile, [r.get("steps") for r in records]),
-        "source 'ours: runs/<method>-s<seed>': copies of each run's metrics.json and run.json "
-        "beside this table.",
-    ]
+        "ours: the EMA teacher of each run; the student's numbers are in metrics.json."]
+    if released:
+        table["notes"].append(
+            "source 'ours: evaluated/<label>': a checkpoint given in `checkpoints` (e.g. a released "
+            "network converted with `udass convert`, docs/converting.md), evaluated here with "
+            "udass's evaluator; nothing was trained. Its metrics.json (with the checkpoint's path "
+            "and SHA-256) is beside this table.")
+    else:
+        table["notes"] += [
+            _profile_note(p.profile, [r.get("steps") for r in records]),
+            "source 'ours: runs/<method>-s<seed>': copies of each run's metrics.json and run.json "
+            "beside this table."]
     table["notes"] += _kept_note(records)
-    if not bm.is_video and not bm.synthetic:
+    if not bm.is_video and not bm.synthetic and not released:
         table["notes"].append(
             "the paper profile trains the authors' image recipe: QuadMix (and the baselines) on "
             "MIC + HRDA with rare-class sampling and the ImageNet feature distance (docs/method.md)."
             if p.profile == "paper" else
             f"the {p.profile} profile trains at a single resolution without the image recipe's "
             f"components; the paper's image numbers come from MIC + HRDA (the paper profile).")
-    md_path, csv_path = write_table(table, out_dir)
-    figures = {"per_class_iou": per_class_bars(_bar_rows(table, p.backbone), bm.eval_class_names(),
-                                               out_dir / "per_class_iou.png",
-                                               title=f"{bm.name} ({p.backbone}): per-class IoU")}
-    if logs:
-        figures["training_curves"] = training_curves(logs, out_dir / "training_curves.png",
-                                                     keys=LOG_KEYS,
-                                                     title=f"{bm.name} ({p.backbone}): training")
-    combined = _combined(notebook, p, bm.name, records, network, bm.eval_class_names())
-    write_json(out_dir / "metrics.json", combined)
-    return _result(out_dir, table, {"table_md": md_path, "table_csv": csv_path,
-                                    "metrics": out_dir / "metrics.json"}, figures, records=records)
+    return table
 
 
 def _bar_rows(table: Mapping[str, Any], backbone: str) -> list[dict[str, Any]]:
@@ -250,8 +276,44 @@ def _bar_rows(table: Mapping[str, Any], backbone: str) -> list[dict[str, Any]]:
             or r.get("method") in ("Source", tag)]
     for r in rows:
         if r.get("source") != "paper":
-            r["label"] = f"{r['method']} (ours)"
+            evaluated = str(r.get("source", "")).startswith("ours: evaluated/")
+            r["label"] = f"{r['method']} ({'evaluated here' if evaluated else 'ours'})"
     return rows
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def evaluate_release(label: str, checkpoint: str | os.PathLike, p: Params,
+                     network: str = REFERENCE_NETWORK) -> dict[str, Any]:
+    """The metrics record of a udass checkpoint (e.g. a converted release) on `p`'s benchmark,
+    as a table row named `label`: `udass evaluate` on the target val split of `p.data_root`,
+    cached by the file's SHA-256, benchmark and data root in
+    `<runs_root>/evaluations/<benchmark>/<file stem>-<key>/metrics.json` (never re-evaluated)."""
+    checkpoint = Path(checkpoint)
+    digest = _sha256(checkpoint)
+    key = hashlib.sha256(f"{digest}|{p.benchmark}|{p.data_root}|{network}".encode()).hexdigest()[:12]
+    folder = p.runs_root / "evaluations" / p.benchmark / f"{_safe(checkpoint.stem)}-{key}"
+    rec = read_json(folder / "metrics.json")
+    reused = rec is not None
+    if rec is None:
+        print(f"evaluating {label}: {checkpoint} on {p.benchmark} val -> {folder}", flush=True)
+        args = argparse.Namespace(checkpoint=str(checkpoint), benchmark=p.benchmark,
+                                  data_root=p.data_root, network=network, out=None,
+                                  device=p.device, flow_root=None, allow_partial=False)
+        rec = {**evaluate_from_args(args), "checkpoint": str(checkpoint.resolve()), "sha256": digest}
+        write_json(folder / "metrics.json", rec)
+    if rec.get("backbone") != p.backbone:
+        raise UdassError(f"checkpoint {checkpoint} ({label}) is a {rec.get('backbone')} network; "
+                         f"this table is for backbone {p.backbone}: pass backbone="
+                         f"{rec.get('backbone')}")
+    return {**rec, "method": label, "seed": None, "copy": f"evaluated/{_safe(label)}",
+            "source_run_dir": str(folder), "reused": reused}
 
 
 def _combined(notebook: str, p: Params, benchmark: str, records: Sequence[Mapping[str, Any]],
@@ -283,7 +345,7 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
                  steps: Any = None, data_root: Any = None, seeds: Any = "0,1,2",
                  pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
                  runs_root: Any = "runs", network: str = REFERENCE_NETWORK,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, publish: Any = False) -> dict[str, Any]:
     """The ablation table: each row of `udass.config.ablation_rows(benchmark, profile)` (a method +
     overrides) over seeds: ABLATIONS on a video benchmark, the image recipe's IMAGE_ABLATIONS
     (quadmix, +rcs, +fd, +hrda, +mic) on an image benchmark.
@@ -293,28 +355,37 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
     no_temporal_weighting, ...). Writes table.md / table.csv (mean ± sample std over seeds, a
     `setting` column with the overrides; our rows only: the paper's ablation table was not
     available), ablation.png (mIoU bars with std error bars and one dot per seed), metrics.json
-    and runs/<row>-s<seed>/ copies. Runs are shared with the other notebooks (same config, same run).
+    and runs/<row>-s<seed>/ copies, replacing the folder whole (under results/local/ unless
+    `publish`, as `run_table`). Runs are shared with the other notebooks (same config, same run).
     """
     prof = profile if profile in PROFILES else "demo"  # parse_params reports a bad profile
     bench = benchmark if benchmark in BENCHMARKS else "synthetic-video"  # and a bad benchmark
     rows = ablation_rows(bench, prof)
     p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
-                     device, results_dir, runs_root, method_names=list(rows))
+                     device, results_dir, runs_root, method_names=list(rows), publish=publish)
     bm = get_benchmark(p.benchmark)
-    out_dir = results_folder(p.results_dir, notebook, bm.name, p.backbone)
-    records: list[dict[str, Any]] = []
+    final = results_folder(p.results_dir, notebook, bm.name, p.backbone)
+    runs: list[dict[str, Any]] = []   # every run first: the folder is replaced only at the end
     for row in p.methods:
         method, overrides = rows[row]
-        copies = []
         for seed in p.seeds:
             rec = ensure_run(config_for(p, method, seed, overrides), p.runs_root, p.device, progress)
             copy = f"runs/{_safe(row)}-s{seed}"
-            _copy_run_files(Path(rec["run_dir"]), out_dir / copy)
-            copies.append(Path(copy).name)
-            records.append({**rec, "method": row, "seed": seed, "run_dir": copy, "copy": copy,
-                            "setting": ablation_setting(row, rows), "source_run_dir": rec["run_dir"]})
-        _prune_copies(out_dir / "runs", _safe(row), copies)
-    records += _kept_records(out_dir, p.methods, p.profile)
+            runs.append({**rec, "method": row, "seed": seed, "run_dir": copy, "copy": copy,
+                         "setting": ablation_setting(row, rows), "source_run_dir": rec["run_dir"]})
+    with staged_folder(final) as out_dir:
+        for rec in runs:
+            _copy_run_files(Path(rec["source_run_dir"]), out_dir / rec["copy"])
+        records = runs + _kept_records(final, out_dir, p.methods, p.profile)
+        table = _write_ablation(notebook, p, bm, rows, records, network, out_dir)
+    return _result(final, table, {"table_md": final / "table.md", "table_csv": final / "table.csv",
+                                 "metrics": final / "metrics.json"},
+                   {"ablation": final / "ablation.png"}, records=records)
+
+
+def _write_ablation(notebook: str, p: Params, bm: Any, rows: Mapping[str, Any],
+                    records: list[dict[str, Any]], network: str, out_dir: Path) -> dict[str, Any]:
+    """The ablation's table, metrics.json and figure, written into `out_dir`; returns the table."""
     order = {name: i for i, name in enumerate(rows)}
     records.sort(key=lambda r: order.get(str(r["method"]), len(order)))
     table = comparison_table(records, bm, paper_rows=[], networks=(network,))
@@ -339,14 +410,12 @@ def run_ablation(notebook: str = "03_ablation", benchmark: Any = "synthetic-vide
         + "; the paper's ablation table was not available, so only our rows are shown.",
     ]
     table["notes"] += _kept_note(records)
-    md_path, csv_path = write_table(table, out_dir)
+    write_table(table, out_dir)
     combined = _combined(notebook, p, bm.name, records, network, bm.eval_class_names())
     write_json(out_dir / "metrics.json", combined)
-    fig = ablation_figure(combined, out_dir / "ablation.png",
-                          title=f"{bm.name} ({p.backbone}): ablation ({network}, {p.profile})")
-    return _result(out_dir, table, {"table_md": md_path, "table_csv": csv_path,
-                                    "metrics": out_dir / "metrics.json"}, {"ablation": fig},
-                   records=records)
+    ablation_figure(combined, out_dir / "ablation.png",
+                    title=f"{bm.name} ({p.backbone}): ablation ({network}, {p.profile})")
+    return table
 
 
 # =========================================================================== summary document

@@ -34,6 +34,7 @@ from udass.method.quadmix import MixedClip, classmix, quadmix
 from udass.method.templates import choose_classes, source_template
 from udass.params import (REFERENCE_NETWORK, Params, check_int, config_for, param_error, parse_params,
                           results_folder)
+from udass.publish import rebase, staged_folder
 from udass.figures import benchmark_palette, class_legend, colour_labels, frame_image, image_panel
 from udass.runs import ensure_run, run_checkpoint
 from udass.runtime import git_commit, resolve_device
@@ -167,17 +168,19 @@ def qualitative(notebook: str = "04_qualitative", benchmark: Any = "synthetic-vi
                 profile: Any = "demo", steps: Any = None, data_root: Any = None, seeds: Any = "0",
                 pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
                 runs_root: Any = "runs", num_images: Any = 4, num_frames: Any = 5,
-                network: str = REFERENCE_NETWORK, progress: bool = True) -> dict[str, Any]:
+                network: str = REFERENCE_NETWORK, progress: bool = True, publish: Any = False
+                ) -> dict[str, Any]:
     """Target val frames, ground truth and each method's prediction (protocol palette), and for
     video benchmarks a temporal strip over `num_frames` consecutive frames of one val snippet.
 
     Uses the runs of the first seed (trained if missing). Writes qualitative.png,
     temporal_strip.png (video) and metrics.json (per-image pixel accuracy of each method, the
     strip's flow-warped prediction consistency, the runs used). The strip runs every frame as
-    the clip (t, t-1) with DIS flow computed on the fly, as `udass segment` does.
+    the clip (t, t-1) with DIS flow computed on the fly, as `udass segment` does. The folder is
+    replaced whole, under results/local/ unless `publish` (`udass.publish`).
     """
     p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
-                     device, results_dir, runs_root)
+                     device, results_dir, runs_root, publish=publish)
     n_images = check_int("num_images", num_images)
     n_frames = check_int("num_frames", num_frames, minimum=2)
     bm = get_benchmark(p.benchmark)
@@ -186,7 +189,23 @@ def qualitative(notebook: str = "04_qualitative", benchmark: Any = "synthetic-vi
     models = _load_models(p, p.methods, seed, network, dev, progress)
     cfg = next(iter(models.values()))[1]
     val = build_dataset(bm.name, "val", p.data_root, "target", data_cfg=cfg.data)
-    out_dir = results_folder(p.results_dir, notebook, bm.name, p.backbone)
+    final = results_folder(p.results_dir, notebook, bm.name, p.backbone)
+    with staged_folder(final) as out_dir:
+        figures, record = _qualitative_files(notebook, p, bm, models, val, n_images, n_frames,
+                                             network, seed, out_dir)
+    md = (f"Predictions of {', '.join(p.methods)} on {len(record['images'])} target val frames of "
+          f"{bm.name} ({p.backbone}, {p.profile} profile, {network}, seed {seed}); per-image pixel "
+          f"accuracy in the titles.")
+    return {"out_dir": final, "figures": {k: rebase(v, out_dir, final) for k, v in figures.items()},
+            "files": {"metrics": final / "metrics.json"}, "markdown": md, "record": record}
+
+
+def _qualitative_files(notebook: str, p: Params, bm: Any, models: Mapping[str, Any], val: Any,
+                       n_images: int, n_frames: int, network: str, seed: int, out_dir: Path
+                       ) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The figures and metrics.json of `qualitative`, written into `out_dir`."""
+    dev = _device(p)
+    cfg = next(iter(models.values()))[1]
     picks = sorted(set(np.linspace(0, len(val) - 1, min(n_images, len(val))).round().astype(int).tolist()))
     title = f"{bm.name} ({p.backbone}, {p.profile}): target val predictions ({network}, seed {seed})"
     grid, names, accuracy = _prediction_grid(models, val, picks, bm.name, dev, title,
@@ -206,11 +225,7 @@ def qualitative(notebook: str = "04_qualitative", benchmark: Any = "synthetic-vi
               "runs": {m: rec["run_dir"] for m, (_, _, rec) in models.items()},
               "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit()}
     write_json(out_dir / "metrics.json", record)
-    md = (f"Predictions of {', '.join(p.methods)} on {len(names)} target val frames of {bm.name} "
-          f"({p.backbone}, {p.profile} profile, {network}, seed {seed}); per-image pixel accuracy "
-          f"in the titles.")
-    return {"out_dir": out_dir, "figures": figures, "files": {"metrics": out_dir / "metrics.json"},
-            "markdown": md, "record": record}
+    return figures, record
 
 
 # =========================================================================== 05 t-SNE
@@ -330,8 +345,8 @@ def tsne(notebook: str = "05_tsne", benchmark: Any = "synthetic-video", backbone
          methods: Any = "dacs,quadmix", profile: Any = "demo", steps: Any = None,
          data_root: Any = None, seeds: Any = "0", pretrained: Any = None, device: Any = "auto",
          results_dir: Any = "results", runs_root: Any = "runs", per_class: Any = 40,
-         num_clips: Any = 8, network: str = REFERENCE_NETWORK, progress: bool = True
-         ) -> dict[str, Any]:
+         num_clips: Any = 8, network: str = REFERENCE_NETWORK, progress: bool = True,
+         publish: Any = False) -> dict[str, Any]:
     """t-SNE of decoder features of S, T and the mixed domains, QuadMix against plain ClassMix.
 
     For each method (dacs: S, T, ClassMix; quadmix: S, T, X_tss, X_stt), features of frame t are
@@ -339,20 +354,34 @@ def tsne(notebook: str = "05_tsne", benchmark: Any = "synthetic-video", backbone
     embedded by sklearn's TSNE (random_state=0, PCA init). tsne.png: one row per method, coloured
     by class and by domain. The quantitative companion (`embedding_metrics`: class silhouette,
     S-vs-T domain silhouette, class-wise S-T prototype cosine distance, on the features) goes to
-    tsne_metrics.md / .csv and metrics.json, so the figure is not the only evidence.
+    tsne_metrics.md / .csv and metrics.json, so the figure is not the only evidence. The folder
+    is replaced whole, under results/local/ unless `publish` (`udass.publish`).
     """
-    # scikit-learn takes seconds to import: only the t-SNE notebook needs it
-    from sklearn.manifold import TSNE
-
     p = parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
-                     device, results_dir, runs_root, method_names=("dacs", "quadmix"))
+                     device, results_dir, runs_root, method_names=("dacs", "quadmix"),
+                     publish=publish)
     budget = check_int("per_class", per_class)
     clips = check_int("num_clips", num_clips)
     bm = get_benchmark(p.benchmark)
     dev = _device(p)
     seed = p.seeds[0]
     models = _load_models(p, p.methods, seed, network, dev, progress)
-    out_dir = results_folder(p.results_dir, notebook, bm.name, p.backbone)
+    final = results_folder(p.results_dir, notebook, bm.name, p.backbone)
+    with staged_folder(final) as out_dir:
+        md, record = _tsne_files(notebook, p, bm, models, budget, clips, network, seed, out_dir)
+    return {"out_dir": final, "figures": {"tsne": final / "tsne.png"}, "markdown": md,
+            "record": record,
+            "files": {"table_md": final / "tsne_metrics.md", "table_csv": final / "tsne_metrics.csv",
+                      "metrics": final / "metrics.json"}}
+
+
+def _tsne_files(notebook: str, p: Params, bm: Any, models: Mapping[str, Any], budget: int,
+                clips: int, network: str, seed: int, out_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The figure, companion table and metrics.json of `tsne`, written into `out_dir`."""
+    # scikit-learn takes seconds to import: only the t-SNE notebook needs it
+    from sklearn.manifold import TSNE
+
+    dev = _device(p)
     palette = benchmark_palette(bm.name) / 255.0
 
     fig = Figure(figsize=(10, 4.3 * len(p.methods) + 0.8))
@@ -372,7 +401,7 @@ def tsne(notebook: str = "05_tsne", benchmark: Any = "synthetic-video", backbone
                  f"seed {seed}, <= {budget} pixels per domain and class)", fontsize=10)
     class_legend(fig, bm.name)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    figures = {"tsne": save_figure(fig, out_dir / "tsne.png")}
+    save_figure(fig, out_dir / "tsne.png")
 
     md, csv_text = _tsne_table(bm.name, p, metrics, network, budget, seed)
     write_text(out_dir / "tsne_metrics.md", md)
@@ -383,9 +412,7 @@ def tsne(notebook: str = "05_tsne", benchmark: Any = "synthetic-video", backbone
               "runs": {m: models[m][2]["run_dir"] for m in p.methods},
               "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit()}
     write_json(out_dir / "metrics.json", record)
-    return {"out_dir": out_dir, "figures": figures, "markdown": md, "record": record,
-            "files": {"table_md": out_dir / "tsne_metrics.md", "table_csv": out_dir / "tsne_metrics.csv",
-                      "metrics": out_dir / "metrics.json"}}
+    return md, record
 
 
 def _tsne_panels(axes: Sequence[Any], emb: np.ndarray, classes: np.ndarray, domains: np.ndarray,

@@ -21,6 +21,7 @@ from matplotlib.patches import Patch
 from torch import Tensor
 
 from udass.benchmarks import get_benchmark
+from udass.data.flow import flow_to_color
 from udass.errors import UdassError
 from udass.evaluate import as_numpy_matrix
 from udass.io import save_figure
@@ -29,7 +30,7 @@ from udass.segment import colorize
 
 __all__ = ["per_class_bars", "training_curves", "ablation_figure", "confusion_figure",
            "benchmark_palette", "colour_labels", "frame_image", "blank_panel", "image_panel",
-           "class_legend"]
+           "class_legend", "flow_key"]
 
 
 # =========================================================================== tables' figures
@@ -260,11 +261,40 @@ def image_panel(ax: Any, img: np.ndarray, title: str = "", **kw: Any) -> None:
         ax.set_title(title, fontsize=8)
 
 
-def class_legend(fig: Any, benchmark: str, ncol: int = 8) -> None:
+def class_legend(fig: Any, benchmark: str, ncol: int = 8, fontsize: float = 7,
+                 loc: str = "lower center", anchor: tuple[float, float] | None = None) -> None:
     """The benchmark's classes and colours as a legend along the bottom of `fig`."""
     bm = get_benchmark(benchmark)
     pal = bm.protocol.palette()
     handles = [Patch(color=pal[i] / 255.0, label=bm.protocol.classes[i])
                for i in range(bm.num_classes)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(ncol, len(handles)), fontsize=7,
-               frameon=False)
+    fig.legend(handles=handles, loc=loc, ncol=min(ncol, len(handles)), fontsize=fontsize,
+               frameon=False, **({} if anchor is None else {"bbox_to_anchor": anchor}))
+
+
+def flow_key_image(size: int = 81) -> np.ndarray:
+    """uint8 [size, size, 3]: the colour `flow_to_color` gives the displacement (x, y) at each
+    point of the unit disc around the centre (x right, y down, as in the images; the disc's edge
+    is the largest displacement of a panel), white outside the disc."""
+    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j].astype(np.float32)
+    img = flow_to_color(np.stack([x, y], axis=-1), max_norm=1.0)
+    img[x ** 2 + y ** 2 > 1.0] = 255
+    return img
+
+
+def flow_key(ax: Any, fontsize: float = 8) -> None:
+    """The flow colour key in `ax`: hue = the direction a pixel moved (its displacement from
+    frame t to frame t-1), saturation = its length relative to the panel's largest (white: no
+    motion)."""
+    ax.imshow(flow_key_image(), interpolation="bilinear", extent=(-1, 1, 1, -1))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    for x, y, text in ((1.12, 0, "right"), (-1.12, 0, "left"), (0, -1.12, "up"), (0, 1.12, "down")):
+        ax.text(x, y, text, fontsize=fontsize - 1, ha="left" if x > 0 else "right" if x < 0 else "center",
+                va="bottom" if y < 0 else "top" if y > 0 else "center")
+    ax.set_xlim(-1.9, 1.9)
+    ax.set_ylim(1.5, -1.5)
+    ax.set_title("flow key: hue = direction t→t-1,\nsaturation = length (panel max)",
+                 fontsize=fontsize)

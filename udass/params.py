@@ -1,14 +1,16 @@
 """Notebook parameters: what a notebook's `parameters` cell may say, checked and converted.
 
     parse_params(benchmark, backbone, methods, profile, steps, data_root, seeds, pretrained,
-                 device, results_dir, runs_root) -> Params
+                 device, results_dir, runs_root, publish=False) -> Params
     config_for(params, method, seed, overrides) -> Config          the Config of one run
     results_folder(results_dir, notebook, benchmark, backbone)    where a notebook writes
 
 A wrong type or value is a one-line UdassError naming the parameter, what was expected and what
 was given (`param_error`), raised before anything trains. Relative results / runs folders are
 taken from the repository root in a source checkout (`anchor`), so a notebook opened from
-notebooks/ and papermill run from anywhere write to the same results/ and runs/.
+notebooks/ and papermill run from anywhere write to the same results/ and runs/. Unless `publish`
+is true, a results folder inside the committed results/ becomes the same path under
+results/local/ (`udass.publish.output_root`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any
 from udass.benchmarks import BENCHMARKS, get_benchmark
 from udass.config import BACKBONES, METHODS, PROFILES, Config, build_config
 from udass.errors import UdassError
+from udass.publish import output_root
 from udass.runtime import REPO_ROOT
 
 NOTEBOOKS = ("00_quadmix_explorer", "01_train_image", "02_train_video", "03_ablation",
@@ -45,8 +48,9 @@ class Params:
     seeds: tuple[int, ...]
     pretrained: str | None
     device: str
-    results_dir: Path
+    results_dir: Path    # where this call writes (`udass.publish.output_root`)
     runs_root: Path
+    publish: bool = False
 
 
 def _given(value: Any) -> str:
@@ -102,6 +106,15 @@ def check_int(name: str, value: Any, minimum: int = 1, allow_none: bool = False)
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """True / False, or their spelling on a command line ("true", "False", "yes", "0", ...)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+        return value.strip().lower() in ("true", "yes", "1")
+    raise param_error(name, "True or False", value)
+
+
 def _seeds(value: Any) -> tuple[int, ...]:
     expected = "comma-separated non-negative integers, e.g. '0,1,2'"
     if isinstance(value, bool):
@@ -124,6 +137,41 @@ def _seeds(value: Any) -> tuple[int, ...]:
     if not out:
         raise param_error("seeds", expected, value)
     return tuple(dict.fromkeys(out))
+
+
+def check_checkpoints(value: Any) -> dict[str, Path]:
+    """The `checkpoints` parameter: None or "" (train as usual) -> {}; a mapping {row label:
+    checkpoint file} or its command-line spelling "label:path,label:path" (or "label=path") ->
+    {label: Path}. Labels are table row names (letters, digits, `_.()+-`); every file must exist."""
+    expected = 'a mapping {row label: checkpoint file} or "label:path,label:path"'
+    if _is_none(value):
+        return {}
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, str):
+        items = []
+        for part in (v.strip() for v in value.split(",")):
+            if not part:
+                continue
+            sep = "=" if "=" in part else ":"
+            if sep not in part:
+                raise param_error("checkpoints", expected, value)
+            label, path = part.split(sep, 1)
+            items.append((label.strip(), path.strip()))
+    else:
+        raise param_error("checkpoints", expected, value)
+    out: dict[str, Path] = {}
+    for label, path in items:
+        if (not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9_.()+-]+", label)
+                or not isinstance(path, (str, os.PathLike)) or not str(path).strip()):
+            raise param_error("checkpoints", expected, value)
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise UdassError(f"parameter `checkpoints`: {label}: expected an existing udass "
+                             f"checkpoint file, got {str(path)!r} (not found); a released network "
+                             f"becomes one with `udass convert` (docs/converting.md)")
+        out[label] = file
+    return out
 
 
 def _path_or_none(name: str, value: Any, kind: str) -> str | None:
@@ -153,7 +201,8 @@ def anchor(path: str | os.PathLike) -> Path:
 def parse_params(benchmark: Any = "synthetic-video", backbone: Any = "vit", methods: Any = "quadmix",
                  profile: Any = "demo", steps: Any = None, data_root: Any = None, seeds: Any = "0",
                  pretrained: Any = None, device: Any = "auto", results_dir: Any = "results",
-                 runs_root: Any = "runs", method_names: Sequence[str] = METHODS) -> Params:
+                 runs_root: Any = "runs", method_names: Sequence[str] = METHODS,
+                 publish: Any = False) -> Params:
     """Validate notebook parameters and convert their types.
 
     methods "a,b" -> ("a", "b") checked against `method_names` ("all" = every name); seeds
@@ -161,8 +210,9 @@ def parse_params(benchmark: Any = "synthetic-video", backbone: Any = "vit", meth
     data_root None (the synthetic cache; an error for a real benchmark) or an existing folder;
     pretrained None, "none" (random initialisation on purpose) or an existing file (the paper
     profile needs one of the last two); results_dir and runs_root relative to the repository root
-    (`anchor`). A wrong type or value raises a one-line UdassError naming the parameter, what was
-    expected and what was given.
+    (`anchor`); unless `publish`, one inside the committed results/ is redirected to
+    results/local/ (`udass.publish.output_root`). A wrong type or value raises a one-line
+    UdassError naming the parameter, what was expected and what was given.
     """
     bm = _choice("benchmark", benchmark, list(BENCHMARKS))
     prof = _choice("profile", profile, PROFILES)
@@ -182,11 +232,13 @@ def parse_params(benchmark: Any = "synthetic-video", backbone: Any = "vit", meth
     for name, value in (("results_dir", results_dir), ("runs_root", runs_root)):
         if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
             raise param_error(name, "a folder path", value)
+    pub = check_bool("publish", publish)
     return Params(benchmark=bm, backbone=_choice("backbone", backbone, BACKBONES),
                   methods=_names("methods", methods, method_names), profile=prof,
                   steps=check_int("steps", steps, allow_none=True), data_root=root,
                   seeds=_seeds(seeds), pretrained=weights, device=dev,
-                  results_dir=anchor(results_dir), runs_root=anchor(runs_root))
+                  results_dir=output_root(anchor(results_dir), pub), runs_root=anchor(runs_root),
+                  publish=pub)
 
 
 def config_for(p: Params, method: str, seed: int, overrides: Mapping[str, Any] | None = None) -> Config:

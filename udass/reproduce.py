@@ -1,9 +1,18 @@
-"""`udass reproduce` and `udass demo`: the notebooks run by papermill, and the results index.
+"""`udass reproduce`, `udass nb` and `udass demo`: the notebooks run by papermill, and the
+results index.
 
-    reproduce(profile, data_root, only)   every notebook in order (`reproduce_plan`), wall times
-                                          in results/reproduce.json, then results/README.md
-    demo()                                the main job: 02_train_video with the ViT
-    write_results_index(results_dir)      results/README.md: a link to every table and figure
+    reproduce(profile, data_root, only)   every notebook in order (`reproduce_plan`), publishing
+                                          into results/: wall times in results/reproduce.json,
+                                          then results/README.md
+    notebook(name, parameters)            one notebook, its executed copy in results/executed/
+                                          (`udass nb 02 -p backbone cnn`), then the index of
+                                          where it wrote
+    demo(parameters)                      the main job: 02_train_video with the ViT, seed 0,
+                                          into results/local/ (the committed table has 5 seeds)
+    write_results_index(results_dir)      <results>/README.md: a link to every table and figure
+
+Only `reproduce` publishes (it runs the committed plan); `notebook` and `demo` write into
+results/local/ (git-ignored) unless given `publish=True` (`udass.publish`).
 
 Each notebook runs in a fresh `python3` kernel of this interpreter with the repository root as
 its working directory, so its runs land in the shared run cache (`udass.runs`) and finished runs
@@ -11,9 +20,11 @@ are reused: an interrupted reproduce continues where it stopped.
 """
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +40,8 @@ from udass.config import BACKBONES, PROFILES
 from udass.data.datasets import LAYOUTS
 from udass.errors import UdassError
 from udass.io import read_json, write_json, write_text
-from udass.params import NOTEBOOKS, param_error, results_folder
+from udass.params import NOTEBOOKS, anchor, check_bool, param_error, results_folder
+from udass.publish import output_root
 from udass.runtime import REPO_ROOT, device_description, git_commit, resolve_device
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -181,18 +193,25 @@ Execute = Callable[[str, Mapping[str, Any], Path], Path]   # (notebook, paramete
 
 def reproduce(profile: str = "demo", data_root: str | os.PathLike | None = None,
               only: str | Sequence[str] | None = None, results_dir: str | os.PathLike | None = None,
-              runs_root: str | os.PathLike | None = None, execute: Execute = run_notebook
-              ) -> dict[str, Any]:
+              runs_root: str | os.PathLike | None = None, execute: Execute = run_notebook,
+              publish: bool | None = None) -> dict[str, Any]:
     """Run every notebook in order with papermill and regenerate results/README.md.
 
-    Executed copies go to <results>/executed/ (git-ignored). Finished runs are reused, so an
-    interrupted reproduce continues where it stopped. A failing notebook does not stop the
-    others; the failures are raised together at the end. The wall time of each notebook and of
-    the whole call is recorded in <results>/reproduce.json and shown in results/README.md.
-    results_dir / runs_root: other folders than the repository's results/ and runs/. execute:
-    what runs one notebook (default `run_notebook`, papermill).
+    The jobs are the committed plan (`reproduce_plan`), so they publish: each notebook gets
+    `publish=True` and writes its tables into results/ (what git holds). publish None: every
+    profile but `test` publishes (a test-profile reproduce is a smoke run and writes into
+    results/local/). Executed copies go to results/executed/ (git-ignored). Finished runs are
+    reused, so an interrupted reproduce continues where it stopped; each table folder is
+    replaced whole when its notebook finishes (`udass.publish.staged_folder`). A failing notebook
+    does not stop the others; the failures are raised together at the end. The wall time of each
+    notebook and of the whole call is recorded in <results>/reproduce.json and shown in
+    <results>/README.md. results_dir / runs_root: other folders than the repository's results/
+    and runs/. execute: what runs one notebook (default `run_notebook`, papermill).
     """
-    results = Path(results_dir) if results_dir is not None else REPO_ROOT / "results"
+    publish = profile != "test" if publish is None else bool(publish)
+    given = Path(results_dir) if results_dir is not None else REPO_ROOT / "results"
+    results = output_root(given, publish)
+    executed_dir = given / "executed"
     jobs = reproduce_plan(profile, data_root, only)
     started = time.time()
     log: list[dict[str, Any]] = []
@@ -201,13 +220,13 @@ def reproduce(profile: str = "demo", data_root: str | os.PathLike | None = None,
         print(f"[{i}/{len(jobs)}] {job.notebook} ({job.parameters['benchmark']}, "
               f"{job.parameters['backbone']})", flush=True)
         t0 = time.time()
-        params = dict(job.parameters)
+        params = {**job.parameters, "publish": publish}
         if results_dir is not None:
-            params["results_dir"] = str(results)
+            params["results_dir"] = str(given)
         if runs_root is not None:
             params["runs_root"] = str(runs_root)
         try:
-            execute(job.notebook, params, results / "executed" / job.output)
+            execute(job.notebook, params, executed_dir / job.output)
             status = "ok"
         except UdassError as e:
             status = "failed"
@@ -217,7 +236,8 @@ def reproduce(profile: str = "demo", data_root: str | os.PathLike | None = None,
                     "backbone": job.parameters["backbone"], "status": status,
                     "seconds": round(time.time() - t0, 1),
                     "executed": f"executed/{job.output}"})
-    record = {"profile": profile, "data_root": None if data_root is None else str(data_root),
+    record = {"profile": profile, "publish": publish,
+              "data_root": None if data_root is None else str(data_root),
               "only": only if isinstance(only, (str, type(None))) else ",".join(only),
               "wall_seconds": round(time.time() - started, 1),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(),
@@ -245,32 +265,112 @@ def _duration(seconds: float) -> str:
     return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
 
 
-def demo(results_dir: str | os.PathLike | None = None, execute: Execute = run_notebook) -> dict[str, Any]:
-    """The main job: notebooks/02_train_video.ipynb with the ViT on the embedded benchmark (demo
-    profile) -> results/executed/02_train_video.ipynb; prints where the table and figures are.
+def notebook_name(name: str) -> str:
+    """A notebook given as its name, its number ("02") or its path -> its name in NOTEBOOKS."""
+    stem = Path(str(name)).name.removesuffix(".ipynb").removesuffix(".py")
+    match = [nb for nb in NOTEBOOKS if stem in (nb, nb.split("_", 1)[0])]
+    if len(match) != 1:
+        raise UdassError(f"notebook {name!r}: expected one of {', '.join(NOTEBOOKS)} (or its "
+                         f"number, e.g. 02)")
+    return match[0]
 
-    Equivalent to `papermill notebooks/02_train_video.ipynb results/executed/02_train_video.ipynb
-    -k python3 -p backbone vit` run from the repository root, then the results index."""
-    results = Path(results_dir) if results_dir is not None else REPO_ROOT / "results"
-    params: dict[str, Any] = {"backbone": "vit"}
+
+def parse_value(text: str) -> Any:
+    """A `-p NAME VALUE` value as papermill reads it: True / False / None, an int, a float, else
+    the string itself."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def notebook_defaults(name: str) -> dict[str, Any]:
+    """The values of a notebook's parameters cell (papermill's reading of it)."""
+    src = NOTEBOOK_DIR / f"{name}.ipynb"
+    return {k: ast.literal_eval(v["default"]) for k, v in pm.inspect_notebook(str(src)).items()}
+
+
+def executed_path(name: str, parameters: Mapping[str, Any],
+                  results_dir: str | os.PathLike | None = None) -> Path:
+    """Where `notebook` keeps the executed copy: results/executed/<name>[-<param>-<value>...].ipynb."""
+    parts = [name] + [f"{k}-{v}" for k, v in parameters.items()]
+    stem = re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", "-".join(parts))[:150]
+    base = Path(results_dir) if results_dir is not None else REPO_ROOT / "results"
+    return base / "executed" / f"{stem}.ipynb"
+
+
+def _from_cwd(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Relative `data_root` / `pretrained` paths as the user typed them, from the current folder
+    (the kernel runs in the repository root)."""
+    out = dict(parameters)
+    for key in ("data_root", "pretrained"):
+        value = out.get(key)
+        if isinstance(value, str) and value.lower() != "none" and Path(value).expanduser().exists():
+            out[key] = str(Path(value).expanduser().resolve())
+    return out
+
+
+def notebook(name: str, parameters: Mapping[str, Any] | None = None,
+             output: str | os.PathLike | None = None, execute: Execute = run_notebook,
+             results_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run one notebook as papermill does, choosing the executed copy's path (`udass nb`).
+
+    name: "02", "02_train_video" or a path to it; parameters: the notebook's parameters (as
+    `-p NAME VALUE`); output: the executed copy (default `executed_path`). Then regenerates the
+    index of the folder it wrote into and prints the table and figures. Writes into results/local/
+    unless `publish` is among the parameters and true (`udass.publish`). results_dir: another
+    folder for the executed copy and the default `results_dir` parameter (tests)."""
+    name = notebook_name(name)
+    params = _from_cwd(parameters or {})
     if results_dir is not None:
-        params["results_dir"] = str(results)
+        params.setdefault("results_dir", str(results_dir))
+    unknown = sorted(set(params) - set(notebook_defaults(name)))
+    if unknown:
+        raise UdassError(f"notebook {name} has no parameter {', '.join(unknown)}; its parameters: "
+                         f"{', '.join(notebook_defaults(name))} (`papermill --help-notebook "
+                         f"notebooks/{name}.ipynb`)")
+    values = {**notebook_defaults(name), **params}
+    root = output_root(anchor(values["results_dir"]), check_bool("publish", values.get("publish", False)))
+    out = Path(output) if output is not None else executed_path(name, parameters or {}, results_dir)
     started = time.time()
-    executed = execute("02_train_video", params, results / "executed" / "02_train_video.ipynb")
-    out_dir = results_folder(results, "02_train_video", "synthetic-video", "vit")
-    index = write_results_index(results)
+    executed = execute(name, params, out)
+    out_dir = results_folder(root, name, str(values["benchmark"]), str(values["backbone"]))
+    index = write_results_index(root)
     table = out_dir / "table.md"
     print("")
     if table.is_file():
         print(table.read_text(encoding="utf-8"))
-    print(f"demo finished in {_duration(time.time() - started)}")
-    print(f"  table:    {table} (and table.csv)")
+    print(f"{name} finished in {_duration(time.time() - started)}; it wrote {out_dir}")
+    if table.is_file():
+        print(f"  table:    {table} (and table.csv)")
     for png in sorted(out_dir.glob("*.png")):
         print(f"  figure:   {png}")
-    print(f"  metrics:  {out_dir / 'metrics.json'}")
+    if (out_dir / "metrics.json").is_file():
+        print(f"  metrics:  {out_dir / 'metrics.json'}")
     print(f"  notebook: {executed}")
     print(f"  index:    {index}")
-    return {"out_dir": out_dir, "executed": executed, "index": index}
+    return {"out_dir": out_dir, "executed": executed, "index": index, "root": root}
+
+
+def demo(parameters: Mapping[str, Any] | None = None, results_dir: str | os.PathLike | None = None,
+         execute: Execute = run_notebook) -> dict[str, Any]:
+    """The main job: notebooks/02_train_video.ipynb with the ViT on the embedded benchmark (demo
+    profile, seed 0) -> results/executed/02_train_video.ipynb; prints where the table and
+    figures are.
+
+    It is one seed of the committed plan's five, so it does not publish: the table goes to
+    results/local/02_train_video/synthetic-video/vit/ and the committed five-seed table in
+    results/ stays as it is. Equivalent to `udass nb 02 -p backbone vit` and to `papermill
+    notebooks/02_train_video.ipynb results/executed/02_train_video.ipynb -k python3 -p backbone
+    vit` run from the repository root. parameters: more notebook parameters (e.g. {"profile":
+    "test"}); results_dir: another folder for the results and the executed copy (tests)."""
+    base = Path(results_dir) if results_dir is not None else REPO_ROOT / "results"
+    return notebook("02_train_video", {"backbone": "vit", **(parameters or {})},
+                    base / "executed" / "02_train_video.ipynb", execute, results_dir)
 
 
 # =========================================================================== results/README.md
