@@ -166,6 +166,52 @@ def test_plots_are_written(tmp_path):
                                     normalize=False))
 
 
+def _legend_clear_of_the_axes(fig) -> list:
+    """Render `fig` and return its figure legends, asserting that none overlaps any visible
+    axes (tick labels included)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    assert fig.legends, "no figure legend"
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            if ax.get_visible():
+                assert not box.overlaps(ax.get_tightbbox(renderer)), ax.get_title()
+    return fig.legends
+
+
+def test_figure_legends_cover_no_data(tmp_path):
+    """The training curves of 4 methods x 5 seeds: one legend entry (one colour) per method, in a
+    band under the panels; the per-class bars of the 12 paper rows: the legend under the class
+    names."""
+    from udass.figures import per_class_bars_figure, training_curves_figure
+
+    logs = {}
+    for m, method in enumerate(("source_only", "dacs", "quadmix", "oracle")):
+        for seed in range(5):
+            p = tmp_path / f"{method}-{seed}" / "log.csv"
+            p.parent.mkdir()
+            p.write_text("step,loss_total,loss_src,pseudo_weight\n" + "".join(
+                f"{s},{(m + 1) / (s + 1):.4f},{0.5 + seed / 10},{s / 20}\n" for s in range(20)))
+            logs[f"{method} s{seed}"] = p
+    logs["single"] = p
+    fig = training_curves_figure(logs, keys=("loss_total", "loss_src", "pseudo_weight", "x"),
+                                 title="t")
+    (legend,) = _legend_clear_of_the_axes(fig)
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "source_only (5 runs)", "dacs (5 runs)", "quadmix (5 runs)", "oracle (5 runs)", "single"]
+    colours = {ln.get_color() for ln in fig.axes[0].get_lines()}
+    assert len(fig.axes[0].get_lines()) == 21 and len(colours) == 5
+
+    bm = BENCHMARKS["synthia2cityscapes"]
+    t = comparison_table([], bm)
+    assert len(t["rows"]) == 12
+    (legend,) = _legend_clear_of_the_axes(per_class_bars_figure(t["rows"], bm.eval_class_names()))
+    assert len(legend.get_texts()) == 12
+
+
 def test_synthia_table_shows_mIoU16_once_and_mIoU13():
     t = comparison_table([], "synthia2cityscapes", paper_rows=["QuadMix(ViT)"])
     assert "miou_16" not in t["columns"] and t["labels"]["miou"] == "mIoU16"
