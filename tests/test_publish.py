@@ -471,3 +471,18 @@ def test_explorer_trains_a_short_run_when_none_is_cached_and_reuses_a_finished_o
     assert [(f / "log.csv").stat().st_mtime_ns for f in folders] == stamps
     assert json.loads((res["out_dir"] / "metrics.json").read_text())["init"] == \
         str(run_checkpoint(full, tmp_path / "runs"))
+
+
+def test_udass_nb_passes_paths_typed_from_the_current_folder(tmp_path, monkeypatch):
+    """The kernel runs in the repository root: relative data_root and checkpoint files typed
+    from another folder reach it as absolute paths; labels, unknown files and None stay."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "qm.pt").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    calls: list = []
+    reproduce.notebook("02", {"data_root": "data", "checkpoints": "QuadMix:qm.pt,TPS=missing.pt",
+                              "pretrained": "None"},
+                       execute=_stub(calls), results_dir=tmp_path / "results")
+    params = calls[0][1]
+    assert params["data_root"] == str(tmp_path / "data") and params["pretrained"] == "None"
+    assert params["checkpoints"] == f"QuadMix:{tmp_path / 'qm.pt'},TPS=missing.pt"
