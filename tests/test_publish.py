@@ -486,3 +486,22 @@ def test_udass_nb_passes_paths_typed_from_the_current_folder(tmp_path, monkeypat
     params = calls[0][1]
     assert params["data_root"] == str(tmp_path / "data") and params["pretrained"] == "None"
     assert params["checkpoints"] == f"QuadMix:{tmp_path / 'qm.pt'},TPS=missing.pt"
+
+
+def test_checkpoints_row_beside_the_papers_rows_on_a_paper_benchmark(tiny_paper_root, tmp_path):
+    """Issue 15's evaluation-only table on a paper benchmark id (its tiny generated root): the
+    paper's published rows, then the evaluated row, labelled as ours and evaluated here."""
+    root = tiny_paper_root("viper2cityscapes-seq")
+    cfg = build_config("viper2cityscapes-seq", "vit", "quadmix", "test", data_root=str(root), steps=1)
+    ensure_run(cfg, tmp_path / "trained", device="cpu", progress=False)
+    res = ux.run_table("02_train_video", benchmark="viper2cityscapes-seq", backbone="vit",
+                       profile="test", data_root=str(root), device="cpu",
+                       results_dir=tmp_path / "results", runs_root=tmp_path / "runs",
+                       checkpoints={"QuadMix": run_checkpoint(cfg, tmp_path / "trained")},
+                       progress=False)
+    rows = res["table"]["rows"]
+    paper = [r["method"] for r in rows if r["source"] == "paper"]
+    assert paper[0] == "Source" and {"TPS", "QuadMix(CNN)", "QuadMix(ViT)"} <= set(paper)
+    assert rows[-1]["method"] == "QuadMix" and rows[-1]["source"] == "ours: evaluated/QuadMix"
+    assert next(r for r in rows if r["method"] == "QuadMix(ViT)")["miou"] == 58.2
+    assert res["records"][0]["clips"]["evaluated"] == res["records"][0]["clips"]["expected"]
