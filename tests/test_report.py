@@ -212,6 +212,19 @@ def test_figure_legends_cover_no_data(tmp_path):
     assert len(legend.get_texts()) == 12
 
 
+def test_ablation_bars_write_the_mean_right_of_the_seed_dots():
+    from udass.figures import ablation_bars
+
+    fig = ablation_bars({"methods": {
+        "a": {"miou": 40.0, "miou_std": 2.0, "miou_per_seed": [35.0, 40.0, 45.0],
+              "provenance": "this call"},
+        "b": {"miou": 50.0, "miou_std": None, "miou_per_seed": [50.0]}}})
+    ax = fig.axes[0]
+    texts = {t.get_text(): t.get_position()[0] for t in ax.texts}
+    assert texts == {"40.0": 45.5, "50.0": 50.5}
+    assert [round(p.get_width(), 1) for p in ax.patches] == [40.0, 50.0]
+
+
 def test_synthia_table_shows_mIoU16_once_and_mIoU13():
     t = comparison_table([], "synthia2cityscapes", paper_rows=["QuadMix(ViT)"])
     assert "miou_16" not in t["columns"] and t["labels"]["miou"] == "mIoU16"

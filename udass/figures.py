@@ -29,7 +29,7 @@ from udass.report import COLUMN_LABELS
 from udass.segment import colorize
 
 __all__ = ["per_class_bars", "per_class_bars_figure", "training_curves", "training_curves_figure",
-           "legend_below", "ablation_figure", "confusion_figure",
+           "legend_below", "ablation_figure", "ablation_bars", "confusion_figure",
            "benchmark_palette", "colour_labels", "frame_image", "blank_panel", "image_panel",
            "class_legend", "flow_key"]
 
@@ -249,7 +249,13 @@ def confusion_figure(matrix: Any, class_names: Sequence[str], out_png: str | os.
 
 
 def ablation_figure(combined: Mapping[str, Any], out_png: Path, title: str = "") -> Path:
-    """Horizontal mIoU bars of the ablation rows: mean, sample-std error bars, a dot per seed."""
+    """Horizontal mIoU bars of the ablation rows: mean, sample-std error bars, a dot per seed,
+    the mean written right of all three (`ablation_bars`). Returns the PNG path."""
+    return save_figure(ablation_bars(combined, title), out_png)
+
+
+def ablation_bars(combined: Mapping[str, Any], title: str = "") -> Figure:
+    """The figure of `ablation_figure` (combined: the ablation's metrics.json)."""
     rows = list(combined["methods"].items())
     fig = Figure(figsize=(7.5, 0.45 * len(rows) + 1.4))
     ax = fig.add_subplot()
@@ -259,8 +265,8 @@ def ablation_figure(combined: Mapping[str, Any], out_png: Path, title: str = "")
                 entry.get("provenance") == "this call" else "#999999")
         seeds_miou = [float(v) for v in entry.get("miou_per_seed", []) if v is not None]
         ax.plot(seeds_miou, [i] * len(seeds_miou), "k.", ms=4)
-        ax.text((mean or 0.0) + (std or 0.0) + 0.5, i, "—" if mean is None else f"{mean:.1f}",
-                va="center", fontsize=8)
+        right = max([(mean or 0.0) + (std or 0.0), *seeds_miou])   # right of the bar, bars and dots
+        ax.text(right + 0.5, i, "—" if mean is None else f"{mean:.1f}", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([name for name, _ in rows], fontsize=9)
     ax.invert_yaxis()
@@ -269,7 +275,7 @@ def ablation_figure(combined: Mapping[str, Any], out_png: Path, title: str = "")
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, out_png)
+    return fig
 
 
 # =========================================================================== panels of trained runs
