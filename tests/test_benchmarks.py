@@ -209,3 +209,17 @@ def test_image_recipe_benchmark_times_each_ablation_row():
     assert [r["passes"] for r in rows.values()] == [2, 2, 2, 2, 3]
     # test sizes: a 32 x 64 crop; HRDA a 64 x 64 crop, context 32 x 32 + detail 32 x 32
     assert rows["+fd"]["pixels_per_sample"] == 32 * 64 and rows["+hrda"]["pixels_per_sample"] == 2 * 32 * 32
+
+
+def test_release_eval_times_udass_evaluate_of_a_one_network_release(tiny_video_root):
+    """bench_release_eval.py --quick: the random-weight checkpoint is read by `udass evaluate`
+    as a converted release (student and teacher: equal weights, so equal mIoU), every val clip
+    of the root is evaluated and the projection to 500 clips is the measured time per clip."""
+    import bench_release_eval
+
+    res = bench_release_eval.run(str(tiny_video_root), quick=True)
+    assert res["variant"] == "mit_tiny" and res["clips"]["evaluated"] == res["clips"]["expected"] > 0
+    assert res["wall_seconds"] > 0 and res["seconds_per_clip"] > 0
+    assert res["miou_teacher"] == res["miou_student"] is not None
+    assert res["projected_seconds_500_clips"] == pytest.approx(res["seconds_per_clip"] * 500,
+                                                               rel=0.02, abs=1)

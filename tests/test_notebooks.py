@@ -155,6 +155,27 @@ def test_second_call_with_the_same_config_does_not_retrain(dirs):
     assert [p.stat().st_mtime_ns for p in logs] == stamps
 
 
+def test_02_evaluation_only_from_checkpoints(dirs):
+    """`-p checkpoints "QuadMix:PATH"`: the table's row comes from evaluating the file (here the
+    quadmix run's checkpoint that test_02_train_video trained), nothing is trained."""
+    from udass.config import build_config
+    from udass.runs import run_checkpoint
+
+    ckpt = run_checkpoint(build_config("synthetic-video", "vit", "quadmix", "test"), dirs["runs"])
+    runs_before = sorted(dirs["runs"].rglob("run.json"))
+    results = dirs["results"].parent / "evaluated-results"
+    nb = _execute("02_train_video", dirs, checkpoints=f"QuadMix:{ckpt}", results_dir=str(results))
+    folder = results / "02_train_video" / "synthetic-video" / "vit"
+    rows = _table_rows(folder / "table.csv")
+    assert [r["method"] for r in rows] == ["QuadMix"]
+    rec = json.loads((folder / "evaluated" / "QuadMix" / "metrics.json").read_text())
+    trained = json.loads(next(dirs["runs"].glob("synthetic-video/vit/quadmix/test-s0-*/metrics.json"))
+                         .read_text())
+    assert rec["miou"] == trained["miou"] and float(rows[0]["miou"]) == pytest.approx(rec["miou"], abs=0.01)
+    assert sorted(dirs["runs"].rglob("run.json")) == runs_before
+    assert _displayed(nb, "image/png") == 1 and not (folder / "training_curves.png").exists()
+
+
 def test_01_train_image(dirs):
     _execute("01_train_image", dirs, methods="source_only,dacs,quadmix")
     folder = dirs["results"] / "01_train_image" / "synthetic-image" / "vit"

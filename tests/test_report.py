@@ -166,6 +166,65 @@ def test_plots_are_written(tmp_path):
                                     normalize=False))
 
 
+def _legend_clear_of_the_axes(fig) -> list:
+    """Render `fig` and return its figure legends, asserting that none overlaps any visible
+    axes (tick labels included)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    assert fig.legends, "no figure legend"
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            if ax.get_visible():
+                assert not box.overlaps(ax.get_tightbbox(renderer)), ax.get_title()
+    return fig.legends
+
+
+def test_figure_legends_cover_no_data(tmp_path):
+    """The training curves of 4 methods x 5 seeds: one legend entry (one colour) per method, in a
+    band under the panels; the per-class bars of the 12 paper rows: the legend under the class
+    names."""
+    from udass.figures import per_class_bars_figure, training_curves_figure
+
+    logs = {}
+    for m, method in enumerate(("source_only", "dacs", "quadmix", "oracle")):
+        for seed in range(5):
+            p = tmp_path / f"{method}-{seed}" / "log.csv"
+            p.parent.mkdir()
+            p.write_text("step,loss_total,loss_src,pseudo_weight\n" + "".join(
+                f"{s},{(m + 1) / (s + 1):.4f},{0.5 + seed / 10},{s / 20}\n" for s in range(20)))
+            logs[f"{method} s{seed}"] = p
+    logs["single"] = p
+    fig = training_curves_figure(logs, keys=("loss_total", "loss_src", "pseudo_weight", "x"),
+                                 title="t")
+    (legend,) = _legend_clear_of_the_axes(fig)
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "source_only (5 runs)", "dacs (5 runs)", "quadmix (5 runs)", "oracle (5 runs)", "single"]
+    colours = {ln.get_color() for ln in fig.axes[0].get_lines()}
+    assert len(fig.axes[0].get_lines()) == 21 and len(colours) == 5
+
+    bm = BENCHMARKS["synthia2cityscapes"]
+    t = comparison_table([], bm)
+    assert len(t["rows"]) == 12
+    (legend,) = _legend_clear_of_the_axes(per_class_bars_figure(t["rows"], bm.eval_class_names()))
+    assert len(legend.get_texts()) == 12
+
+
+def test_ablation_bars_write_the_mean_right_of_the_seed_dots():
+    from udass.figures import ablation_bars
+
+    fig = ablation_bars({"methods": {
+        "a": {"miou": 40.0, "miou_std": 2.0, "miou_per_seed": [35.0, 40.0, 45.0],
+              "provenance": "this call"},
+        "b": {"miou": 50.0, "miou_std": None, "miou_per_seed": [50.0]}}})
+    ax = fig.axes[0]
+    texts = {t.get_text(): t.get_position()[0] for t in ax.texts}
+    assert texts == {"40.0": 45.5, "50.0": 50.5}
+    assert [round(p.get_width(), 1) for p in ax.patches] == [40.0, 50.0]
+
+
 def test_synthia_table_shows_mIoU16_once_and_mIoU13():
     t = comparison_table([], "synthia2cityscapes", paper_rows=["QuadMix(ViT)"])
     assert "miou_16" not in t["columns"] and t["labels"]["miou"] == "mIoU16"

@@ -147,7 +147,7 @@ def _temporal_strip(models: Mapping[str, Any], paths: Sequence[Path], size: tupl
              for m, (net, _, _) in models.items()}
     consistency = {m: _strip_consistency(preds[m], frames) for m in models}
     n = len(frames)
-    fig = Figure(figsize=(2.3 * n, 1.3 * (1 + len(models)) + 0.9))
+    fig = Figure(figsize=(2.3 * n, 1.3 * (1 + len(models)) + 1.4))
     axes = fig.subplots(1 + len(models), n, squeeze=False)
     for j, rgb in enumerate(frames):
         image_panel(axes[0, j], rgb, f"t-{n - 1 - j}" if j < n - 1 else "t (annotated)")
@@ -159,7 +159,9 @@ def _temporal_strip(models: Mapping[str, Any], paths: Sequence[Path], size: tupl
         axes[r, 0].set_ylabel(m + ("" if cons is None else f"\n{cons:.1f}% consistent"), fontsize=8)
     fig.suptitle(f"temporal strip: {n} consecutive frames ending at {paths[-1].name} (DIS flow on the "
                  f"fly; consistency = agreement with the flow-warped previous prediction)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    height = fig.get_figheight()
+    class_legend(fig, benchmark)   # the predictions' colours, in a band under the panels
+    fig.tight_layout(rect=(0, 0.55 / height, 1, 1 - 0.35 / height))
     return save_figure(fig, out_png), consistency
 
 
@@ -426,7 +428,9 @@ def _tsne_panels(axes: Sequence[Any], emb: np.ndarray, classes: np.ndarray, doma
         sel = domains == i
         axes[1].scatter(emb[sel, 0], emb[sel, 1], c=DOMAIN_COLOURS.get(n, "#333333"), s=6,
                         linewidths=0, label=n, alpha=0.8)
-    axes[1].legend(fontsize=7, markerscale=2, loc="best")
+    # beside the panel, never over its points
+    axes[1].legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                   frameon=False, title="domain", title_fontsize=7)
     axes[1].set_title(f"{label}: coloured by domain (class silhouette "
                       f"{_num(metrics['class_silhouette'])}, S-T prototype distance "
                       f"{_num(metrics['prototype_distance'])})", fontsize=8)

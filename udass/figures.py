@@ -28,7 +28,8 @@ from udass.io import save_figure
 from udass.report import COLUMN_LABELS
 from udass.segment import colorize
 
-__all__ = ["per_class_bars", "training_curves", "ablation_figure", "confusion_figure",
+__all__ = ["per_class_bars", "per_class_bars_figure", "training_curves", "training_curves_figure",
+           "legend_below", "ablation_figure", "ablation_bars", "confusion_figure",
            "benchmark_palette", "colour_labels", "frame_image", "blank_panel", "image_panel",
            "class_legend", "flow_key"]
 
@@ -61,9 +62,16 @@ def per_class_bars(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]
 
     rows: `comparison_table` rows or metrics.json records (values under "per_class_iou" or as
     top-level keys, IoU in percent; "std" adds error bars); a row's legend label is its "label"
-    key, else built from method / backbone / network / source. None values draw no bar.
+    key, else built from method / backbone / network / source. None values draw no bar. The
+    legend sits below the class names, outside the plot (`per_class_bars_figure`).
     Returns the PNG path.
     """
+    return save_figure(per_class_bars_figure(rows, class_names, title), out_png)
+
+
+def per_class_bars_figure(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str],
+                          title: str = "") -> Figure:
+    """The figure of `per_class_bars`."""
     if not rows:
         raise ValueError("per_class_bars needs at least one row")
     groups = list(class_names) + (["miou"] if any("miou" in r for r in rows) else [])
@@ -85,10 +93,24 @@ def per_class_bars(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]
     ax.set_ylim(0, 100)
     ax.set_xlim(-0.6, g - 0.4)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=max(1, min(4, n)), loc="upper left", bbox_to_anchor=(0, -0.22))
     if title:
         ax.set_title(title)
-    return save_figure(fig, out_png)
+    handles, labels = ax.get_legend_handles_labels()
+    legend_below(fig, handles, labels, ncol=4)
+    return fig
+
+
+def legend_below(fig: Figure, handles: Sequence[Any], labels: Sequence[str], ncol: int = 4,
+                 fontsize: float = 8, top: float = 1.0) -> None:
+    """A figure legend in a band of its own under the axes (and their tick labels): the axes are
+    laid out (`tight_layout`) above the band, so the legend covers no data whatever the number
+    of entries. top: the figure fraction left above the axes (e.g. for a suptitle)."""
+    ncol = max(1, min(ncol, len(labels)))
+    rows = math.ceil(len(labels) / ncol)
+    band = (0.25 * rows + 0.2) / fig.get_figheight()
+    fig.tight_layout(rect=(0, band, 1, top))
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+               fontsize=fontsize, frameon=False)
 
 
 def _color(i: int, n: int) -> tuple[float, ...]:
@@ -125,11 +147,25 @@ def training_curves(log_csvs: Mapping[str, str | os.PathLike], out_png: str | os
                     keys: Sequence[str] | None = None, title: str = "") -> Path:
     """Training curves from runs' log.csv files: one panel per key, one line per run.
 
-    log_csvs: {run label: path of a log.csv with a 'step' column}.
+    log_csvs: {run label: path of a log.csv with a 'step' column}; labels "<method> s<seed>"
+          (what `run_table` passes) share one colour and one legend entry per method.
     keys: the columns to plot (e.g. ("loss_total", "loss_source", "lr")); None = every column
           whose name starts with "loss". Keys no log has are skipped; empty or non-numeric cells
-          are skipped. Returns the PNG path.
+          are skipped. The legend sits under the panels (`training_curves_figure`). Returns the
+          PNG path.
     """
+    return save_figure(training_curves_figure(log_csvs, keys, title), out_png)
+
+
+def _run_group(label: str) -> str:
+    """"dacs s3" -> "dacs"; any other label is its own group."""
+    head, sep, tail = label.rpartition(" s")
+    return head if sep and tail.isdigit() else label
+
+
+def training_curves_figure(log_csvs: Mapping[str, str | os.PathLike],
+                           keys: Sequence[str] | None = None, title: str = "") -> Figure:
+    """The figure of `training_curves`."""
     if not log_csvs:
         raise ValueError("training_curves needs at least one log")
     logs = {name: _read_log(Path(p)) for name, p in log_csvs.items()}
@@ -141,25 +177,33 @@ def training_curves(log_csvs: Mapping[str, str | os.PathLike], out_png: str | os
     if not present:
         raise UdassError(f"none of the columns {wanted or ['loss*']} is in the logs "
                          f"(columns found: {', '.join(found)})")
+    groups = list(dict.fromkeys(_run_group(name) for name in logs))
+    runs_of = {g: sum(_run_group(name) == g for name in logs) for g in groups}
     ncols = min(3, len(present))
     nrows = math.ceil(len(present) / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows))
+    fig = Figure(figsize=(4.2 * ncols, 2.6 * nrows + 0.6))
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    lines: dict[str, Any] = {}
     for ax, key in zip(axes.flat, present):
-        for i, (name, (_, rows)) in enumerate(logs.items()):
+        for name, (_, rows) in logs.items():
+            group = _run_group(name)
             x, y = _series(rows, key)
             if x.size:
-                ax.plot(x, y, color=_color(i, len(logs)), lw=1.0, label=name)
+                (line,) = ax.plot(x, y, color=_color(groups.index(group), len(groups)), lw=0.9,
+                                  alpha=0.85 if runs_of[group] > 1 else 1.0)
+                lines.setdefault(group, line)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(present):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, out_png)
+    shown = [g for g in groups if g in lines]
+    legend_below(fig, [lines[g] for g in shown],
+                 [g + (f" ({runs_of[g]} runs)" if runs_of[g] > 1 else "") for g in shown],
+                 ncol=5, top=1.0 - (0.35 / fig.get_figheight() if title else 0.0))
+    return fig
 
 
 def confusion_figure(matrix: Any, class_names: Sequence[str], out_png: str | os.PathLike,
@@ -205,7 +249,13 @@ def confusion_figure(matrix: Any, class_names: Sequence[str], out_png: str | os.
 
 
 def ablation_figure(combined: Mapping[str, Any], out_png: Path, title: str = "") -> Path:
-    """Horizontal mIoU bars of the ablation rows: mean, sample-std error bars, a dot per seed."""
+    """Horizontal mIoU bars of the ablation rows: mean, sample-std error bars, a dot per seed,
+    the mean written right of all three (`ablation_bars`). Returns the PNG path."""
+    return save_figure(ablation_bars(combined, title), out_png)
+
+
+def ablation_bars(combined: Mapping[str, Any], title: str = "") -> Figure:
+    """The figure of `ablation_figure` (combined: the ablation's metrics.json)."""
     rows = list(combined["methods"].items())
     fig = Figure(figsize=(7.5, 0.45 * len(rows) + 1.4))
     ax = fig.add_subplot()
@@ -215,8 +265,8 @@ def ablation_figure(combined: Mapping[str, Any], out_png: Path, title: str = "")
                 entry.get("provenance") == "this call" else "#999999")
         seeds_miou = [float(v) for v in entry.get("miou_per_seed", []) if v is not None]
         ax.plot(seeds_miou, [i] * len(seeds_miou), "k.", ms=4)
-        ax.text((mean or 0.0) + (std or 0.0) + 0.5, i, "—" if mean is None else f"{mean:.1f}",
-                va="center", fontsize=8)
+        right = max([(mean or 0.0) + (std or 0.0), *seeds_miou])   # right of the bar, bars and dots
+        ax.text(right + 0.5, i, "—" if mean is None else f"{mean:.1f}", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([name for name, _ in rows], fontsize=9)
     ax.invert_yaxis()
@@ -225,7 +275,7 @@ def ablation_figure(combined: Mapping[str, Any], out_png: Path, title: str = "")
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, out_png)
+    return fig
 
 
 # =========================================================================== panels of trained runs

@@ -304,13 +304,24 @@ def executed_path(name: str, parameters: Mapping[str, Any],
 
 
 def _from_cwd(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Relative `data_root` / `pretrained` paths as the user typed them, from the current folder
-    (the kernel runs in the repository root)."""
+    """Relative `data_root` / `pretrained` paths, and the files of `checkpoints`
+    ("label:path,..."), as the user typed them, from the current folder (the kernel runs in the
+    repository root)."""
     out = dict(parameters)
     for key in ("data_root", "pretrained"):
         value = out.get(key)
         if isinstance(value, str) and value.lower() != "none" and Path(value).expanduser().exists():
             out[key] = str(Path(value).expanduser().resolve())
+    value = out.get("checkpoints")
+    if isinstance(value, str):
+        parts = []
+        for part in value.split(","):
+            sep = "=" if "=" in part else ":"
+            label, found, path = part.partition(sep)
+            if found and Path(path.strip()).expanduser().is_file():
+                part = f"{label}{sep}{Path(path.strip()).expanduser().resolve()}"
+            parts.append(part)
+        out["checkpoints"] = ",".join(parts)
     return out
 
 
