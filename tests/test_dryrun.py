@@ -223,7 +223,11 @@ def paper_roots(tmp_path_factory) -> dict[str, Path]:
     return {b: generate(b, base / b, size="paper") for b in PAPER_IDS}
 
 
+# One combination takes 6-18 min on the 2-core reference CPU (docs/performance.md, "The paper
+# profile at real resolution"), the first one 4 min more for the four roots: past the suite's
+# 600 s default.
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("backbone", ("vit", "cnn"))
 @pytest.mark.parametrize("benchmark", PAPER_IDS)
 def test_paper_profile_dry_run_on_paper_size_roots(paper_roots, benchmark, backbone, tmp_path, capsys):
