@@ -7,8 +7,10 @@ For each paper benchmark, a `udass synth --size paper` root (under `--roots`, ge
 when absent) is read with the paper profile's data config exactly as `udass train` reads it:
 the source and the target DataLoader (`udass.train.make_loader`, the Trainer's step-indexed
 samplers, `data.num_workers` = each value of `--workers` for each of the two loaders), iterated
-together, one (source, target) batch per step. The first step (worker start-up) is left out;
-then `--steps` steps are timed. Reported per benchmark and worker count: steps per second,
+together, one (source, target) batch per step. The warm-up is left out: the first step (worker
+start-up) and the batches the workers can have ready by then (`buffered_steps`: workers x
+prefetch_factor per loader; counting them would credit the start-up's parallel reads to the
+timed steps); then `--steps` steps are timed. Reported per benchmark and worker count: steps per second,
 clips per second (a step is batch_source + batch_target clips), and the slowest training step
 the loaders keep fed (1 / steps per second): a GPU step shorter than that waits for data.
 
@@ -42,6 +44,12 @@ def paper_root(benchmark: str, roots: Path, size: str) -> Path:
     return ensure_synthetic_root(benchmark, size=size, root=roots / name)
 
 
+def buffered_steps(loader: torch.utils.data.DataLoader) -> int:
+    """How many batches `loader`'s workers can hold ready before the first one is taken: each of
+    its workers prefetches `prefetch_factor` batches (0 without workers)."""
+    return loader.num_workers * (loader.prefetch_factor or 0)
+
+
 def loader_rate(benchmark: str, root: Path, workers: int, steps: int, profile: str) -> dict[str, Any]:
     """Steps and clips per second of the run's two DataLoaders with `workers` workers each: the
     datasets of `udass train` (source and target train splits, the profile's data config) and
@@ -54,18 +62,22 @@ def loader_rate(benchmark: str, root: Path, workers: int, steps: int, profile: s
     if profile == "test" and benchmark.startswith("synthia-seq"):
         over["data.source_crop_bottom"] = 5  # a tiny SYNTHIA-Seq frame has 32 rows
     cfg = build_config(benchmark, "cnn", "quadmix", profile, over)
-    d, seed, n = cfg.data, cfg.train.seed, steps + 1
-    loaders = []
-    for domain, batch, s in (("source", d.batch_source, seed + 1), ("target", d.batch_target, seed)):
-        ds = build_dataset(benchmark, "train", root, domain, data_cfg=d)
-        loaders.append(make_loader(ds, StepBatchSampler(len(ds), batch, s, 0, n), workers, False))
+    d, seed = cfg.data, cfg.train.seed
+    datasets = [(build_dataset(benchmark, "train", root, domain, data_cfg=d), batch, s)
+                for domain, batch, s in (("source", d.batch_source, seed + 1), ("target", d.batch_target, seed))]
+    warm = 1 + max(buffered_steps(make_loader(ds, StepBatchSampler(len(ds), batch, s, 0, 1), workers, False))
+                   for ds, batch, s in datasets)
+    n = warm + steps
+    loaders = [make_loader(ds, StepBatchSampler(len(ds), batch, s, 0, n), workers, False)
+               for ds, batch, s in datasets]
     times = []
     t0 = time.perf_counter()
     for _ in zip(*loaders):
         times.append(time.perf_counter() - t0)
-    rate = steps / (times[-1] - times[0])
+    rate = steps / (times[-1] - times[warm - 1])
     per_step = d.batch_source + d.batch_target
-    return {"workers_per_loader": workers, "steps_timed": steps, "first_step_seconds": round(times[0], 2),
+    return {"workers_per_loader": workers, "warmup_steps": warm, "steps_timed": steps,
+            "first_step_seconds": round(times[0], 2),
             "steps_per_second": round(rate, 3), "clips_per_second": round(rate * per_step, 3),
             "feeds_a_step_of_at_least_seconds": round(1 / rate, 3), "clips_per_step": per_step}
 

@@ -23,7 +23,7 @@ from udass.config import build_config
 from udass.data.datasets import build_dataset
 from udass.data.synthetic import generate
 from udass.profiling import range_parts, step_split, synchronised_ranges
-from udass.train import Trainer, train
+from udass.train import StepBatchSampler, Trainer, make_loader, train
 from udass.train.dryrun import DryRunReport, StepTiming, check_out, dry_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -189,10 +189,20 @@ def test_loader_benchmark_reads_every_paper_id_through_the_run_loaders(tmp_path)
     for b, r in result["benchmarks"].items():
         (rate,) = r["rates"]
         assert rate["workers_per_loader"] == 1 and rate["steps_timed"] == 2
+        assert rate["warmup_steps"] == 3    # the first step and the 2 batches its one worker prefetches
         assert rate["clips_per_second"] == pytest.approx(rate["steps_per_second"] * rate["clips_per_step"],
                                                          rel=1e-2)
         assert rate["clips_per_step"] == 4 and r["input"]["batch"] == [2, 2]     # the test profile's
     assert result["benchmarks"]["viper2cityscapes-seq"]["input"]["source_size"] == [32, 64]
+
+
+def test_loader_benchmark_leaves_out_the_batches_buffered_during_worker_start_up():
+    # the workers read in parallel while the first batch is awaited: up to workers x
+    # prefetch_factor batches are ready by then, and timing them would overstate the rate
+    ds = list(range(10))
+    for workers, buffered in ((0, 0), (1, 2), (4, 8)):
+        loader = make_loader(ds, StepBatchSampler(10, 2, 0, 0, 3), workers, False)
+        assert bench_loader.buffered_steps(loader) == buffered
 
 
 def test_dry_run_benchmark_runs_the_cli_dry_run_in_a_fresh_process(tmp_path):
@@ -213,7 +223,11 @@ def paper_roots(tmp_path_factory) -> dict[str, Path]:
     return {b: generate(b, base / b, size="paper") for b in PAPER_IDS}
 
 
+# One combination takes 6-18 min on the 2-core reference CPU (docs/performance.md, "The paper
+# profile at real resolution"), the first one 4 min more for the four roots: past the suite's
+# 600 s default.
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("backbone", ("vit", "cnn"))
 @pytest.mark.parametrize("benchmark", PAPER_IDS)
 def test_paper_profile_dry_run_on_paper_size_roots(paper_roots, benchmark, backbone, tmp_path, capsys):
