@@ -185,6 +185,36 @@ def test_convert_then_evaluate_and_segment(tmp_path, gen, tiny_video_root):
     assert c["source"] == str(src.resolve()) and len(c["sha256"]) == 64
 
 
+def test_a_one_network_release_is_evaluated_once_and_two_networks_twice(tmp_path, gen, tiny_video_root,
+                                                                         monkeypatch):
+    """A converted one-network release stores its weights as student and teacher: `udass evaluate`
+    scores it in one pass (the teacher's numbers are the same network's); a checkpoint whose
+    teacher differs gets its own pass."""
+    import udass.evaluate as ev
+    from udass.checkpoint import save_checkpoint
+
+    rel = randomize(DAFormerTPS(MiT(**TINY_MIT), DAFormerHead(12, fusion_layer=True, **TINY_HEAD)), gen)
+    src, dst = tmp_path / "release.pth", tmp_path / "udass.pt"
+    torch.save(rel.state_dict(), src)
+    assert main(["convert", "--from", "authors-video-vit", str(src), "-o", str(dst),
+                 "--benchmark", "synthetic-video", "--profile", "test"]) == 0
+    calls = []
+    real = ev.evaluate_model
+    monkeypatch.setattr(ev, "evaluate_model", lambda *a, **k: calls.append(k.get("desc")) or real(*a, **k))
+    args = ["evaluate", "--checkpoint", str(dst), "--data-root", str(tiny_video_root)]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert calls == ["evaluate student"] and one["teacher"]["miou"] == one["miou"]
+    state = load_checkpoint(dst)
+    name = next(k for k, v in state["teacher"].items() if v.is_floating_point())
+    state["teacher"] = {**state["teacher"], name: state["teacher"][name] + 1.0}
+    two_ckpt = tmp_path / "two.pt"
+    save_checkpoint(two_ckpt, state)
+    calls.clear()
+    assert main(["evaluate", "--checkpoint", str(two_ckpt), "--data-root", str(tiny_video_root)]) == 0
+    assert calls == ["evaluate student", "evaluate teacher"]
+
+
 # ------------------------------------------------------------------- refusals
 def _tps_state(gen: torch.Generator, **kw) -> dict:
     return AccelDeepLab(12, **{**TINY_RESNET, **kw}).state_dict()

@@ -446,6 +446,16 @@ def load_network(checkpoint: str | Any, network: str = "student", device: torch.
     return net.to(device).eval(), cfg, state
 
 
+def _one_network(state: Mapping[str, Any]) -> bool:
+    """Whether the checkpoint's teacher holds exactly the student's weights (a converted release
+    of one network), so that evaluating both would score one network twice."""
+    student = {k[4:]: v for k, v in state["student"].items() if k.startswith("net.")}
+    teacher = state.get("teacher") or {}
+    return (student.keys() == teacher.keys()
+            and all(student[k].shape == teacher[k].shape and torch.equal(student[k], teacher[k])
+                    for k in student))
+
+
 def _converted_from(state: Mapping[str, Any]) -> dict[str, Any]:
     """{"converted_from": release format} for a checkpoint written by `udass convert`, else {}."""
     info = state.get("converted")
@@ -482,7 +492,11 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
     corners = align_corners_of(cfg.train.eval_align_corners, bench)
     mats = {args.network: evaluate_model(net, val, bench, device, progress=True, align_corners=corners,
                                          desc=f"evaluate {args.network}")}
-    if other == "student" or state.get("teacher"):
+    if state.get("teacher") and _one_network(state):
+        # a one-network release (`udass convert` stores its weights as both networks): the other
+        # network's predictions are these, so its confusion matrix is this one, not a second pass
+        mats[other] = mats[args.network]
+    elif other == "student" or state.get("teacher"):
         other_net, _, _ = load_network(args.checkpoint, other, device)
         mats[other] = evaluate_model(other_net, val, bench, device, align_corners=corners,
                                      progress=True, desc=f"evaluate {other}")
