@@ -25,7 +25,6 @@ Formats (`--from`):
 """
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ from udass.benchmarks import BENCHMARKS, get_benchmark
 from udass.checkpoint import save_checkpoint
 from udass.config import Config, build_config, recipe
 from udass.errors import UdassError, unknown_name
+from udass.io import file_sha256
 from udass.models import VARIANTS, build_model_from_config
 from udass.models.factory import first_items, tensor_state
 from udass.models.temporal import InputNormalize
@@ -456,14 +456,6 @@ def read_release(path: str | Path, trust_pickle: bool = False) -> tuple[dict[str
     return tensor_state(obj, path), meta
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert_checkpoint(fmt: str, src: str | Path, dst: str | Path, benchmark: str | None = None,
                        profile: str = "paper", trust_pickle: bool = False,
                        overrides: Mapping[str, Any] | None = None) -> Conversion:
@@ -474,7 +466,7 @@ def convert_checkpoint(fmt: str, src: str | Path, dst: str | Path, benchmark: st
     state, meta = read_release(src, trust_pickle)
     conv = convert_state(fmt, state, benchmark=benchmark, profile=profile, meta=meta,
                          overrides=overrides)
-    conv.info.update(source=str(src.resolve()), sha256=_sha256(src))
+    conv.info.update(source=str(src.resolve()), sha256=file_sha256(src))
     save_checkpoint(dst, conv.checkpoint())
     c = conv.info
     print(f"converted {fmt} ({c['architecture']}) -> {dst}: udass {c['variant']} on "

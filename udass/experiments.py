@@ -33,7 +33,7 @@ from udass.evaluate import evaluate_from_args
 from udass.explore import qualitative, tsne
 from udass.explorer import quadmix_explorer, show_explorer
 from udass.figures import ablation_figure, per_class_bars, training_curves
-from udass.io import read_json, write_bytes, write_json, write_text
+from udass.io import file_sha256, read_json, write_bytes, write_json, write_text
 from udass.params import (REFERENCE_NETWORK, Params, anchor, check_checkpoints, config_for,
                           param_error, parse_params, results_folder)
 from udass.publish import rebase, staged_folder
@@ -281,14 +281,6 @@ def _bar_rows(table: Mapping[str, Any], backbone: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def evaluate_release(label: str, checkpoint: str | os.PathLike, p: Params,
                      network: str = REFERENCE_NETWORK) -> dict[str, Any]:
     """The metrics record of a udass checkpoint (e.g. a converted release) on `p`'s benchmark,
@@ -296,7 +288,7 @@ def evaluate_release(label: str, checkpoint: str | os.PathLike, p: Params,
     cached by the file's SHA-256, benchmark and data root in
     `<runs_root>/evaluations/<benchmark>/<file stem>-<key>/metrics.json` (never re-evaluated)."""
     checkpoint = Path(checkpoint)
-    digest = _sha256(checkpoint)
+    digest = file_sha256(checkpoint)
     key = hashlib.sha256(f"{digest}|{p.benchmark}|{p.data_root}|{network}".encode()).hexdigest()[:12]
     folder = p.runs_root / "evaluations" / p.benchmark / f"{_safe(checkpoint.stem)}-{key}"
     rec = read_json(folder / "metrics.json")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import hashlib
 import os
 import tempfile
 from collections.abc import Mapping
@@ -103,3 +104,12 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: float | None = 120, tigh
                 bbox_inches="tight" if tight else None, metadata=None if metadata is None else dict(metadata))
     write_bytes(path, buf.getvalue())
     return Path(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
