@@ -8,7 +8,8 @@ the time projected to the real val split (Cityscapes(-Seq) val: 500 clips).
 
 The checkpoint is written as `udass convert` writes a one-network release (the student, and the
 teacher sharing its weights), so `udass evaluate` does what it does for a converted release: the
-student, the teacher and, on a video benchmark, the temporal consistency, over every val clip
+network once (its teacher record is the same network's) and, on a video benchmark, the temporal
+consistency, over every val clip
 the root holds (`--allow-partial`: a generated root holds a few). Reported: wall seconds of the
 whole evaluation, seconds per clip, peak RSS, and the projection to 500 clips.
 --quick: the test profile's network on the tiny generated root (a smoke test of the script).
@@ -66,7 +67,7 @@ def run(data_root: str | None, benchmark: str = "viper2cityscapes-seq", backbone
     per_clip = wall / clips if clips else None
     return {
         "what": "udass evaluate of a converted one-network release (random weights): student, "
-                "teacher and, for video, temporal consistency, on the val clips of the root",
+                "the teacher record (the same network, no second pass) and, for video, temporal consistency, on the val clips of the root",
         "command": benchlib.command_line(), "machine": benchlib.machine(device),
         "benchmark": benchmark, "backbone": backbone, "profile": profile,
         "variant": rec.get("variant"), "clips": rec.get("clips"),
