@@ -73,7 +73,7 @@ def run(data_root: str | None, benchmark: str = "viper2cityscapes-seq", backbone
         "variant": rec.get("variant"), "clips": rec.get("clips"),
         "miou_student": rec.get("miou"), "miou_teacher": (rec.get("teacher") or {}).get("miou"),
         "wall_seconds": round(wall, 1),
-        "seconds_per_clip": None if per_clip is None else round(per_clip, 2),
+        "seconds_per_clip": None if per_clip is None else round(per_clip, 3),
         "projected_seconds_500_clips": None if per_clip is None else round(per_clip * VAL_CLIPS),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2),
     }
