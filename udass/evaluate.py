@@ -466,8 +466,9 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
     """`udass evaluate --checkpoint CKPT [--benchmark B] [--data-root DIR] [--network N] [--out DIR]
     [--allow-partial]`.
 
-    Evaluates the chosen network (and, for the record, the other one when present) on the
-    benchmark's target val split and writes metrics.json to --out (default: print only). An
+    Evaluates the chosen network (and, for the record, the other one when present; a one-network
+    release's teacher holds the student's weights and gets the same record without a second pass)
+    on the benchmark's target val split and writes metrics.json to --out (default: print only). An
     incomplete val split is refused unless --allow-partial (udass.data.splits.check_split);
     metrics.json records the clips evaluated and expected.
     """
