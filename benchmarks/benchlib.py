@@ -12,11 +12,12 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+
+from udass.profiling import time_once  # noqa: F401  (the benchmarks call benchlib.time_once)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results" / "benchmarks"
@@ -60,17 +61,6 @@ def stats(values: Sequence[float], scale: float = 1.0, digits: int = 3) -> dict[
 
 def ratio(a: float, b: float, digits: int = 3) -> float | None:
     return round(a / b, digits) if b else None
-
-
-def time_once(fn: Callable[[], Any], sync: Callable[[], None] | None = None) -> tuple[float, Any]:
-    """Seconds of one call of fn (after `sync` on both sides: CUDA), and its result."""
-    if sync:
-        sync()
-    t0 = time.perf_counter()
-    out = fn()
-    if sync:
-        sync()
-    return time.perf_counter() - t0, out
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1

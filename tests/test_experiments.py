@@ -229,6 +229,16 @@ def test_reproduce_runs_the_plan_records_wall_time_and_reports_failures(tmp_path
     assert "wall time" in (tmp_path / "README.md").read_text()
 
 
+def test_reproduce_records_the_commit_it_started_from(tmp_path, monkeypatch):
+    """The notebooks write into results/ while the plan runs, so the tree is dirty by its end:
+    reproduce.json names the commit read before the first notebook."""
+    commits = iter(["abc123", "abc123-dirty"])
+    monkeypatch.setattr(reproduce, "git_commit", lambda: next(commits))
+    reproduce.reproduce("test", results_dir=tmp_path, only="02",
+                        execute=lambda name, parameters, output: Path(output))
+    assert json.loads((tmp_path / "reproduce.json").read_text())["commit"] == "abc123"
+
+
 def test_demo_runs_the_video_notebook_with_the_vit(tmp_path, capsys):
     calls = []
     reproduce.demo(results_dir=tmp_path, execute=lambda name, params, output:

@@ -8,11 +8,13 @@ losses, the optimiser step, ...). Run a step under `torch.profiler.profile` and
     step_split(parts, step_s)   -> {"forward_backward": s, "mixing": s, "update": s, "other": s}
 
 give seconds per part (each range minus the ranges nested in it) and the step's coarse split.
+`time_once(fn, sync)` times one call (the dry run and the benchmarks).
 On a GPU the kernels of a range run after the CPU has left it; `synchronised_ranges` makes every
 `udass.*` range wait for the device before it opens and closes, so that its time is its kernels'.
 """
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping
@@ -86,3 +88,14 @@ def synchronised_ranges(sync: Callable[[], None], prefix: str = PREFIX) -> Itera
         yield
     finally:
         record_function.__enter__, record_function.__exit__ = enter, leave  # type: ignore[method-assign]
+
+
+def time_once(fn: Callable[[], Any], sync: Callable[[], None] | None = None) -> tuple[float, Any]:
+    """Seconds of one call of fn (after `sync` on both sides: CUDA), and its result."""
+    if sync:
+        sync()
+    t0 = time.perf_counter()
+    out = fn()
+    if sync:
+        sync()
+    return time.perf_counter() - t0, out

@@ -213,6 +213,7 @@ def reproduce(profile: str = "demo", data_root: str | os.PathLike | None = None,
     results = output_root(given, publish)
     executed_dir = given / "executed"
     jobs = reproduce_plan(profile, data_root, only)
+    commit = git_commit()   # the code the plan runs, before its notebooks write into results/
     started = time.time()
     log: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -240,7 +241,7 @@ def reproduce(profile: str = "demo", data_root: str | os.PathLike | None = None,
               "data_root": None if data_root is None else str(data_root),
               "only": only if isinstance(only, (str, type(None))) else ",".join(only),
               "wall_seconds": round(time.time() - started, 1),
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit,
               "device": _device_text(), "notebooks": log}
     write_json(results / "reproduce.json", record)
     index = write_results_index(results)

@@ -37,7 +37,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch.utils.data import Subset
@@ -46,7 +46,7 @@ from udass.config import Config
 from udass.data.splits import SplitSizeWarning, missing_clips
 from udass.errors import UdassError
 from udass.evaluate import align_corners_of, evaluate_model, temporal_consistency
-from udass.profiling import range_parts, step_split, synchronised_ranges
+from udass.profiling import range_parts, step_split, synchronised_ranges, time_once
 from udass.runtime import device_description
 from udass.train.entry import config_from_args, prepare_run
 from udass.train.loop import Trainer
@@ -201,16 +201,6 @@ def children_peak_rss_bytes() -> int | None:
     return max(peaks) if peaks else None
 
 
-def _timed(fn: Callable[[], Any], sync: Callable[[], None] | None) -> tuple[float, Any]:
-    if sync:
-        sync()
-    t0 = time.perf_counter()
-    out = fn()
-    if sync:
-        sync()
-    return time.perf_counter() - t0, out
-
-
 def run_steps(trainer: Trainer, steps: int) -> Iterator[StepTiming]:
     """Steps 1..steps of the run on `trainer` (from its current state) through the run's own
     DataLoaders, each profiled; yields each step's timing. A data error stops with UdassError."""
@@ -233,7 +223,7 @@ def run_steps(trainer: Trainer, steps: int) -> Iterator[StepTiming]:
             data = time.perf_counter() - t0
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
                 cpu = time.process_time()
-                step_s, _ = _timed(lambda: trainer.train_step(source, target), sync)
+                step_s, _ = time_once(lambda: trainer.train_step(source, target), sync)
                 cpu = time.process_time() - cpu
             split = step_split(range_parts(prof.events()), step_s)
             yield StepTiming(start + k + 1, data, step_s, **split, cpu=cpu)
@@ -252,11 +242,11 @@ def measure_evaluation(trainer: Trainer) -> dict[str, Any]:
     one = Subset(val, [0])
     corners = align_corners_of(cfg.train.eval_align_corners, trainer.benchmark)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    per_clip, _ = _timed(lambda: evaluate_model(trainer.teacher.model, one, trainer.benchmark, device,
+    per_clip, _ = time_once(lambda: evaluate_model(trainer.teacher.model, one, trainer.benchmark, device,
                                                 align_corners=corners), sync)
     consistency = 0.0
     if trainer.benchmark.is_video:
-        consistency, _ = _timed(lambda: temporal_consistency(trainer.learner.net, one, device), sync)
+        consistency, _ = time_once(lambda: temporal_consistency(trainer.learner.net, one, device), sync)
     every = cfg.train.eval_every
     periodic = (cfg.train.steps - 1) // every if every else 0
     seconds = n * ((periodic + 2) * per_clip + consistency)
