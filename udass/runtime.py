@@ -139,12 +139,15 @@ def step_seed(seed: int, step: int, stream: int = 0, rank: int = 0) -> int:
 
 
 def git_commit() -> str | None:
+    """HEAD, with "-dirty" when a tracked file outside results/ differs from it."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=5)
         if out.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+        # results/ holds what the code wrote (notebooks rewrite it as a plan runs), not code
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
