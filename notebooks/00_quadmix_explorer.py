@@ -16,17 +16,18 @@
 # %% [markdown]
 # # 00 · QuadMix explorer: what one training step mixes
 #
-# Builds a QuadMix trainer, steps it a few iterations with `trainer.capture = {}` and shows, for
-# each step, the source clip S and target clip T (frames t and t-1, labels / teacher
-# pseudo-labels, pixel weights, optical flow), the class-aware templates S' and T' of the previous
-# step with their masks, the four mixed clips X_ss, X_tt, X_tss, X_stt, and the region where
-# feature-level mixing fuses X_tss and X_stt. The first step has no templates yet (it trains as
-# ClassMix). With `init_from_run` the trainer starts from a trained quadmix run of this config, so
-# the pseudo-labels are meaningful: the profile's run when `runs/` holds it finished (notebook 02
-# trains it), else a short `fallback_steps` run, which it says it trains, with its progress.
-# Figures go to `results/local/00_quadmix_explorer/<benchmark>/<backbone>/` (git-ignored;
-# `publish=True`: the committed `results/`); in a live Jupyter session with ipywidgets a slider
-# above the figure steps through the iterations. From the repository root: `udass nb 00`, or
+# Builds a QuadMix trainer, steps it a few iterations (`Trainer.train_step_recorded`: the step
+# returns a record of the samples it built) and shows, for each step, the source clip S and target
+# clip T (frames t and t-1, labels / teacher pseudo-labels, pixel weights, optical flow), the
+# class-aware templates S' and T' of the previous step with their masks, the four mixed clips
+# X_ss, X_tt, X_tss, X_stt, and the region where feature-level mixing fuses X_tss and X_stt. The
+# first step has no templates yet (it trains as ClassMix). With `init_from_run` the trainer starts
+# from a trained quadmix run of this config, so the pseudo-labels are meaningful: the profile's
+# run when `runs/` holds it finished (notebook 02 trains it), else a short `fallback_steps` run,
+# which it says it trains, with its progress. Figures go to
+# `results/local/00_quadmix_explorer/<benchmark>/<backbone>/` (git-ignored; `publish=True`: the
+# committed `results/`); in a live Jupyter session with ipywidgets a slider above the figure steps
+# through the iterations. From the repository root: `udass nb 00`, or
 # `papermill notebooks/00_quadmix_explorer.ipynb results/executed/00_quadmix_explorer.ipynb -k python3`.
 
 # %% tags=["parameters"]

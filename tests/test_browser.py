@@ -48,10 +48,12 @@ def _explorer_copy(folder: Path, work: Path) -> Path:
     """notebooks/00_quadmix_explorer.ipynb with parameters for a tiny run writing under `work`."""
     nb = json.loads((REPO / "notebooks" / "00_quadmix_explorer.ipynb").read_text(encoding="utf-8"))
     params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    params["source"] = [
-        'benchmark = "synthetic-video"\n', 'backbone = "vit"\n', 'methods = "quadmix"\n',
-        'profile = "test"\n', "steps = None\n", "data_root = None\n", 'seeds = "0"\n',
-        "pretrained = None\n", 'device = "cpu"\n', f'results_dir = "{work / "results"}"\n',
+    # the notebook's own parameter cell, then the overrides (a parameter added to the notebook
+    # keeps its default here instead of being lost)
+    source = "".join(params["source"]).rstrip("\n") + "\n"
+    params["source"] = [source, "# overrides for the browser test\n",
+        'methods = "quadmix"\n', 'profile = "test"\n', 'seeds = "0"\n', "pretrained = None\n",
+        'device = "cpu"\n', f'results_dir = "{work / "results"}"\n',
         f'runs_root = "{work / "runs"}"\n', "iterations = 3\n", "init_from_run = False\n"]
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "explorer.ipynb"
