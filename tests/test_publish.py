@@ -432,13 +432,21 @@ def test_udass_demo_and_an_interrupted_one_in_a_clone(clone, tmp_path):
     assert (clone / "results" / "local" / "/".join(TABLE) / "table.md").is_file()
     assert _git(clone, "status", "--porcelain", "--untracked-files=all") == ""
     cmd[-1] = str(tmp_path / "runs2")
-    proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    # a terminal's Ctrl-C: SIGINT to the foreground group (its default action restored, as a
+    # shell's background job would have it ignored)
+    proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
-    while time.time() < deadline and not list((tmp_path / "runs2").rglob("log.csv")):
+    while time.time() < deadline and not any(len(f.read_text().splitlines()) > 2
+                                             for f in (tmp_path / "runs2").rglob("log.csv")):
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=120) != 0
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    # one line says what was kept; no traceback from the kernel or papermill
+    assert "Traceback" not in out and out.rstrip().splitlines()[-1].startswith("udass: interrupted"), out
+    assert list((tmp_path / "runs2").rglob("checkpoints/step_*.pt")), out
     assert _git(clone, "status", "--porcelain", "--untracked-files=all") == ""
     assert committed_table_problems(clone, "HEAD")[0] == []
 

@@ -51,6 +51,9 @@ PRETRAINED_ENV = {"cnn": "UDASS_PRETRAINED_CNN", "vit": "UDASS_PRETRAINED_VIT"}
 
 
 # =========================================================================== papermill
+KERNEL_QUIET = "--IPKernelApp.log_level=CRITICAL"
+
+
 def _kernel_env() -> None:
     """Put this interpreter's bin folder first on PATH, so the `python3` kernel (whose spec
     runs `python`) is this environment's Python."""
@@ -71,7 +74,9 @@ def run_notebook(name: str, parameters: Mapping[str, Any], output: str | os.Path
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     _kernel_env()
-    kwargs: dict[str, Any] = {}
+    # the kernel's own log (its start-up warning about TCP, and on Ctrl-C a traceback of the reply
+    # it can no longer send) is noise to a user: cell output and cell errors still come through
+    kwargs: dict[str, Any] = {"extra_arguments": [KERNEL_QUIET]}
     if log_output:
         kwargs.update(log_output=True, stdout_file=sys.stdout, stderr_file=sys.stderr)
     try:
