@@ -6,7 +6,6 @@ backbones."""
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -236,19 +235,13 @@ CPU_GIB_NEEDED = {"vit": {"synthia-seq2cityscapes-seq": 19, "viper2cityscapes-se
                           "gtav2cityscapes": 22, "synthia2cityscapes": 23}}
 
 
-def _memory_gib() -> float:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        return math.inf
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("backbone", ("vit", "cnn"))
 @pytest.mark.parametrize("benchmark", PAPER_IDS)
 def test_paper_profile_dry_run_on_paper_size_roots(benchmark, backbone, tmp_path, capsys, request):
-    need, have = CPU_GIB_NEEDED[backbone][benchmark], _memory_gib()
+    need, total = CPU_GIB_NEEDED[backbone][benchmark], dryrun.ram_total_bytes()
+    have = math.inf if total is None else total / 2**30
     if not torch.cuda.is_available() and have < need:
         pytest.skip(f"{benchmark} / {backbone} at the paper profile needs about {need} GiB of RAM on "
                     f"a CPU; this machine has {have:.1f} GiB (run it on a larger machine or a GPU)")

@@ -329,10 +329,11 @@ def _measure(trainer: Trainer, steps: int, report: DryRunReport) -> None:
                          "device_total": torch.cuda.get_device_properties(trainer.device).total_memory}
     else:
         report.memory = {"kind": "CPU", "peak_rss": peak_rss_bytes(), "peak_rss_before_steps": rss_before,
-                         "worker_peak_rss": workers_peak, "ram_total": _ram_total()}
+                         "worker_peak_rss": workers_peak, "ram_total": ram_total_bytes()}
 
 
-def _ram_total() -> int | None:
+def ram_total_bytes() -> int | None:
+    """The machine's RAM (MemTotal of /proc/meminfo), None where that cannot be read."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
