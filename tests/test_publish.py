@@ -483,7 +483,8 @@ def test_explorer_trains_a_short_run_when_none_is_cached_and_reuses_a_finished_o
 
 def test_udass_nb_passes_paths_typed_from_the_current_folder(tmp_path, monkeypatch):
     """The kernel runs in the repository root: relative data_root and checkpoint files typed
-    from another folder reach it as absolute paths; labels, unknown files and None stay."""
+    from another folder reach it as absolute paths; labels, unknown files and None stay (the
+    checkpoints in their "label:path" spelling)."""
     (tmp_path / "data").mkdir()
     (tmp_path / "qm.pt").write_bytes(b"x")
     monkeypatch.chdir(tmp_path)
@@ -493,7 +494,7 @@ def test_udass_nb_passes_paths_typed_from_the_current_folder(tmp_path, monkeypat
                        execute=_stub(calls), results_dir=tmp_path / "results")
     params = calls[0][1]
     assert params["data_root"] == str(tmp_path / "data") and params["pretrained"] == "None"
-    assert params["checkpoints"] == f"QuadMix:{tmp_path / 'qm.pt'},TPS=missing.pt"
+    assert params["checkpoints"] == f"QuadMix:{tmp_path / 'qm.pt'},TPS:missing.pt"
 
 
 def test_checkpoints_row_beside_the_papers_rows_on_a_paper_benchmark(tiny_paper_root, tmp_path):

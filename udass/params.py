@@ -139,6 +139,21 @@ def _seeds(value: Any) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def checkpoint_items(text: str) -> list[tuple[str, str]] | None:
+    """The command-line spelling of `checkpoints`, "label:path,label=path", as (label, path)
+    pairs (stripped, empty parts skipped); None when a part has no separator."""
+    items = []
+    for part in (v.strip() for v in text.split(",")):
+        if not part:
+            continue
+        sep = "=" if "=" in part else ":"
+        if sep not in part:
+            return None
+        label, path = part.split(sep, 1)
+        items.append((label.strip(), path.strip()))
+    return items
+
+
 def check_checkpoints(value: Any) -> dict[str, Path]:
     """The `checkpoints` parameter: None or "" (train as usual) -> {}; a mapping {row label:
     checkpoint file} or its command-line spelling "label:path,label:path" (or "label=path") ->
@@ -149,15 +164,9 @@ def check_checkpoints(value: Any) -> dict[str, Path]:
     if isinstance(value, Mapping):
         items = list(value.items())
     elif isinstance(value, str):
-        items = []
-        for part in (v.strip() for v in value.split(",")):
-            if not part:
-                continue
-            sep = "=" if "=" in part else ":"
-            if sep not in part:
-                raise param_error("checkpoints", expected, value)
-            label, path = part.split(sep, 1)
-            items.append((label.strip(), path.strip()))
+        items = checkpoint_items(value)
+        if items is None:
+            raise param_error("checkpoints", expected, value)
     else:
         raise param_error("checkpoints", expected, value)
     out: dict[str, Path] = {}

@@ -40,7 +40,7 @@ from udass.config import BACKBONES, PROFILES
 from udass.data.datasets import LAYOUTS
 from udass.errors import UdassError
 from udass.io import read_json, write_json, write_text
-from udass.params import NOTEBOOKS, anchor, check_bool, param_error, results_folder
+from udass.params import NOTEBOOKS, anchor, check_bool, checkpoint_items, param_error, results_folder
 from udass.publish import output_root
 from udass.runtime import REPO_ROOT, device_description, git_commit, resolve_device
 
@@ -311,23 +311,19 @@ def executed_path(name: str, parameters: Mapping[str, Any],
 
 def _from_cwd(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Relative `data_root` / `pretrained` paths, and the files of `checkpoints`
-    ("label:path,..."), as the user typed them, from the current folder (the kernel runs in the
-    repository root)."""
+    ("label:path,..."; rewritten in that spelling), as the user typed them, from the current
+    folder (the kernel runs in the repository root)."""
     out = dict(parameters)
     for key in ("data_root", "pretrained"):
         value = out.get(key)
         if isinstance(value, str) and value.lower() != "none" and Path(value).expanduser().exists():
             out[key] = str(Path(value).expanduser().resolve())
     value = out.get("checkpoints")
-    if isinstance(value, str):
-        parts = []
-        for part in value.split(","):
-            sep = "=" if "=" in part else ":"
-            label, found, path = part.partition(sep)
-            if found and Path(path.strip()).expanduser().is_file():
-                part = f"{label}{sep}{Path(path.strip()).expanduser().resolve()}"
-            parts.append(part)
-        out["checkpoints"] = ",".join(parts)
+    items = checkpoint_items(value) if isinstance(value, str) else None
+    if items:   # a malformed value goes through as typed, for the notebook's own message
+        out["checkpoints"] = ",".join(
+            f"{label}:{Path(path).expanduser().resolve() if Path(path).expanduser().is_file() else path}"
+            for label, path in items)
     return out
 
 
