@@ -17,12 +17,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from udass.profiling import time_once  # noqa: F401  (the benchmarks call benchlib.time_once)
-
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results" / "benchmarks"
 if str(REPO) not in sys.path:  # `python benchmarks/bench_X.py` from a source checkout
     sys.path.insert(0, str(REPO))
+
+from udass.profiling import time_once  # noqa: E402,F401  (the benchmarks call benchlib.time_once)
 
 SHARED_NOTE = ("measured on a shared machine (other jobs used the CPU at the same time): absolute "
                "times are indicative; ratios compare sides measured interleaved in one process")

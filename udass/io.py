@@ -11,9 +11,9 @@ fsync costs about ten times the write.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
-import hashlib
 import os
 import tempfile
 from collections.abc import Mapping
