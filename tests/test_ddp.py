@@ -106,6 +106,10 @@ def _grad_worker(rank: int, init: str, out: str) -> None:
     model(x * 2, False).square().mean().backward()  # pass 2 (synchronised): head b unused
     grads = {n: p.grad.clone() for n, p in model.module.named_parameters()}
     torch.save(grads, f"{out}.{rank}")
+    # Without a last collective, a rank that finishes first tears its gloo connections down
+    # while the other's reducer is still finishing its all-reduce: that rank then aborts
+    # ("terminate called without an active exception"), about one run in eight here.
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -140,6 +144,7 @@ def _stop_worker(rank: int, init: str, out: str) -> None:
             stop.signum = signal.SIGTERM
         seen.append(stop.requested())
     torch.save({"seen": seen, "signum": int(stop.signum)}, f"{out}.{rank}")
+    dist.barrier()  # as in _grad_worker: no rank leaves while the other still communicates
     dist.destroy_process_group()
 
 

@@ -164,6 +164,7 @@ def _ddp_worker(rank: int, path: str, out: str) -> None:
     split = evaluate_model(model, data, SEQ, "cpu", sampler=sampler)
     if rank == 0:
         write_json(out, {"sum": cm.matrix.tolist(), "eval": split.matrix.tolist()})
+    dist.barrier()  # no rank leaves while the other still communicates (gloo aborts otherwise)
     dist.destroy_process_group()
 
 
