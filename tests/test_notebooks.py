@@ -132,15 +132,22 @@ def _check_table(folder: Path, methods: list[str], classes: int) -> dict:
     return combined
 
 
-def test_02_train_video(dirs):
-    nb = _execute("02_train_video", dirs)
+@pytest.fixture(scope="module")
+def video_table(dirs) -> nbformat.NotebookNode:
+    """Notebook 02 at its defaults, executed once per module: the tests that read its runs
+    (reuse, evaluation from a checkpoint) get them whichever of them pytest runs first or alone."""
+    return _execute("02_train_video", dirs)
+
+
+def test_02_train_video(dirs, video_table):
+    nb = video_table
     folder = dirs["results"] / "02_train_video" / "synthetic-video" / "vit"
     # the notebook's default methods: the table brackets the adaptation by both bounds
     _check_table(folder, ["source_only", "dacs", "quadmix", "oracle"], classes=11)
     assert _displayed(nb, "image/png") == 2 and _displayed(nb, "text/markdown") == 1
 
 
-def test_second_call_with_the_same_config_does_not_retrain(dirs):
+def test_second_call_with_the_same_config_does_not_retrain(dirs, video_table):
     logs = sorted(dirs["runs"].glob("synthetic-video/vit/*/test-s0-*/log.csv"))
     assert len(logs) >= 3
     stamps = [p.stat().st_mtime_ns for p in logs]
@@ -155,9 +162,9 @@ def test_second_call_with_the_same_config_does_not_retrain(dirs):
     assert [p.stat().st_mtime_ns for p in logs] == stamps
 
 
-def test_02_evaluation_only_from_checkpoints(dirs):
+def test_02_evaluation_only_from_checkpoints(dirs, video_table):
     """`-p checkpoints "QuadMix:PATH"`: the table's row comes from evaluating the file (here the
-    quadmix run's checkpoint that test_02_train_video trained), nothing is trained."""
+    checkpoint of the quadmix run that notebook 02 trained), nothing is trained."""
     from udass.config import build_config
     from udass.runs import run_checkpoint
 
