@@ -1,6 +1,7 @@
 """Run under `torchrun --nproc-per-node 2` by tests/test_ddp.py (gloo, CPU): every method x
 backbone of the test profile trains 3 steps; the same command stopped at step 2 and resumed
-gives the same checkpoint; each rank draws its own random numbers. Rank 0 writes a JSON report.
+gives the same checkpoint; each step synchronises the gradients in one pass; each rank draws its
+own random numbers. Rank 0 writes a JSON report.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_matrix.py OUT
 """
@@ -54,18 +55,46 @@ def _rank_draws(out: Path) -> bool:
     return not torch.equal(theirs[0], theirs[1])
 
 
+class _SyncedForwards:
+    """Counts, per training step, the student forwards that DDP prepares to synchronise (grad
+    enabled and no `no_sync` at the forward: DDP all-reduces the backward that follows)."""
+
+    def __init__(self) -> None:
+        self.per_step: list[int] = []
+        ddp, step = torch.nn.parallel.DistributedDataParallel, Trainer._step
+        forward = ddp.forward
+
+        def counted_forward(module, *args, **kwargs):
+            if torch.is_grad_enabled() and module.require_backward_grad_sync and self.per_step:
+                self.per_step[-1] += 1
+            return forward(module, *args, **kwargs)
+
+        def counted_step(trainer, *args, **kwargs):
+            self.per_step.append(0)
+            return step(trainer, *args, **kwargs)
+
+        ddp.forward, Trainer._step = counted_forward, counted_step
+
+    def take(self) -> list[int]:
+        counts, self.per_step = self.per_step, []
+        return counts
+
+
 def main(out: Path) -> None:
     report: dict[str, object] = {}
+    synced = _SyncedForwards()
     for method in METHODS:
         for backbone in BACKBONES:
             cfg = build_config("synthetic-video", backbone, method, "test", {"train.steps": 3})
             a, b = out / f"{method}-{backbone}-a", out / f"{method}-{backbone}-b"
+            synced.take()  # drop the counts of the previous combination's resumed run
             train(cfg, a, progress=False)
+            per_step = synced.take()
             train(cfg, b, until=2, progress=False)
             train(cfg, b, progress=False)
             if dist.get_rank() == 0:
                 report[f"{method}-{backbone}"] = {"resume_identical": _same_checkpoint(a, b),
-                                                  "run": str(a)}
+                                                  "run": str(a), "synced_forwards": per_step}
     report["rank_draws_differ"] = _rank_draws(out / "draws")
     if dist.get_rank() == 0:
         (out / "report.json").write_text(json.dumps(report, indent=1))

@@ -96,8 +96,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              (("seg_loss(out, slice(i * b, (i + 1) * b), m.labels[:, 0], m.weights[:, 0], env.cfg)",
                "seg_loss(out, slice(i * b, (i + 1) * b), m.labels[:, 0], None, env.cfg)"),)),
     Mutation("target_loss_without_dacs_weights", "L_trg weighs pixels by the DACS weights", STEP,
-             (("T.labels[:, 0],\n                                                              T.weights[:, 0], cfg)",
-               "T.labels[:, 0],\n                                                              None, cfg)"),)),
+             (("T.labels[:, 0],\n                                                                  T.weights[:, 0], cfg)",
+               "T.labels[:, 0],\n                                                                  None, cfg)"),)),
     Mutation("lambda_t_dropped", "L_trg is weighted by lambda_T", STEP,
              (("terms[\"loss_trg\"] = cfg.train.lambda_t * seg_loss(", "terms[\"loss_trg\"] = seg_loss("),)),
     Mutation("aux_weight_dropped", "the CNN's auxiliary term is weighted 0.1", STEP,
@@ -126,10 +126,12 @@ MUTATIONS: tuple[Mutation, ...] = (
              LOOP, (("            out = dacs_step(nets, source, target, env)",
                      "            out = quadmix_step(nets, source, target, self.templates, env)"),)),
     Mutation("dacs_adds_the_target_term", "`dacs` has no target-only term", STEP,
-             (("        out = nets.student(S.frames, S.flows, **detail_draws(env))\n        terms = source_terms(out, S.labels[:, 0], env.cfg, b)\n",
-               "        out = nets.student(*cat_clips([S, strong(T, env.cfg, g)]))\n"
-               "        terms = source_terms(out, S.labels[:, 0], env.cfg, b)\n"
-               "        terms[\"loss_trg\"] = wce(out[\"logits\"][b:].float(), T.labels[:, 0], T.weights[:, 0])\n"),)),
+             (("            out = nets.student(S.frames, S.flows, **detail_draws(env))\n"
+               "            terms = source_terms(out, S.labels[:, 0], env.cfg, b)\n",
+               "            out = nets.student(*cat_clips([S, strong(T, env.cfg, g)]))\n"
+               "            terms = source_terms(out, S.labels[:, 0], env.cfg, b)\n"
+               "            terms[\"loss_trg\"] = wce(out[\"logits\"][b:].float(), T.labels[:, 0],\n"
+               "                                     T.weights[:, 0])\n"),)),
     Mutation("ema_skips_buffers", "the EMA averages floating buffers (BN statistics) too",
              "udass/method/teacher.py",
              (("            if d[attr].is_floating_point():", "            if False:"),)),

@@ -57,6 +57,15 @@ def test_every_method_and_backbone_trains_resumes_and_evaluates_like_one_process
         assert net["miou"] == ref["miou"] and net["per_class_iou"] == ref["per_class_iou"]
 
 
+@pytest.mark.parametrize("method", ["source_only", "oracle", "dacs", "quadmix"])
+@pytest.mark.parametrize("backbone", ["cnn", "vit"])
+def test_each_step_synchronises_the_gradients_once(matrix, method, backbone):
+    """The mixing methods run two student passes per step: the first, forward included, under
+    no_sync (DDP decides at the forward whether the next backward all-reduces), so only the
+    step's last pass communicates."""
+    assert matrix[f"{method}-{backbone}"]["synced_forwards"] == [1, 1, 1]
+
+
 def test_ranks_draw_their_own_random_numbers(matrix):
     assert matrix["rank_draws_differ"]
     assert step_seed(3, 5, stream=1, rank=0) == step_seed(3, 5, stream=1)  # rank 0: one process

@@ -16,7 +16,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ContextManager, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -234,10 +234,15 @@ class Trainer:
             return nullcontext()
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
-    def _backward(self, loss: Tensor, last: bool) -> None:
-        """One backward pass; under DDP only the step's last pass synchronises the gradients."""
-        ctx = self.student.no_sync() if (self.dist.enabled and not last) else nullcontext()
-        with ctx, record_function("udass.backward"):
+    def _student_pass(self, last: bool) -> ContextManager[Any]:
+        """One student pass (forward and backward). Under DDP only the step's last pass
+        synchronises the gradients: the others run under no_sync, forward included, since DDP
+        decides at the forward whether the backward that follows all-reduces."""
+        return self.student.no_sync() if (self.dist.enabled and not last) else nullcontext()
+
+    def _backward(self, loss: Tensor) -> None:
+        """One backward pass (scaled under AMP)."""
+        with record_function("udass.backward"):
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
             else:
@@ -271,7 +276,7 @@ class Trainer:
                 source = dataclasses.replace(source, extras={**source.extras, "rcs_class": classes})
         fill = neutral_fill(self.learner.net.normalize) if cfg.mic.enabled else None
         env = StepEnv(cfg, self.benchmark.num_classes, g, self.long_tail, self._backward,
-                      self._autocast, record, self.thing_classes, fill)
+                      self._student_pass, self._autocast, record, self.thing_classes, fill)
         nets = Networks(self.student, self.teacher.model, self.imagenet)
         self.student.train()
         self.optimizer.zero_grad(set_to_none=True)

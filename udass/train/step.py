@@ -16,10 +16,11 @@ the multi-resolution loss (`model.hrda`); MIC adds a last pass over the masked t
 
 A step receives the networks, the step's source and target batches as loaded (on the device),
 the previous step's templates and a `StepEnv` (the config, the step's random generator, how to
-run a backward pass). It does no I/O and no seeding: every random draw comes from
-`env.generator`, which the loop seeds by (seed, step, rank). It calls `env.backward` on its loss
-terms (two passes for the mixing methods: the first pass's graph is freed before the second
-is built) and returns a `StepOutput`: the loss terms, the templates for the next step, and, when
+run a student pass). It does no I/O and no seeding: every random draw comes from
+`env.generator`, which the loop seeds by (seed, step, rank). Each student pass (two or three for
+the mixing methods: a pass's graph is freed before the next is built) runs its forward and its
+`env.backward` inside `env.student_pass(last)`, `last` being whether it is the step's last pass
+(under DDP only that one synchronises the gradients). A step returns a `StepOutput`: the loss terms, the templates for the next step, and, when
 `env.record` is set, a `StepRecord` of the samples it built. The optimiser step, the EMA update,
 checkpoints and logs belong to the loop (`udass.train.loop`).
 
@@ -62,8 +63,12 @@ from udass.models.hrda import context_images
 Templates = tuple[Template, Template]
 
 
-def _plain_backward(loss: Tensor, last: bool) -> None:
+def _plain_backward(loss: Tensor) -> None:
     loss.backward()
+
+
+def _no_context(last: bool) -> ContextManager[Any]:
+    return nullcontext()
 
 
 @dataclass
@@ -86,8 +91,10 @@ class StepEnv:
 
     cfg: the run's Config; num_classes: C; generator: the step's random generator (seeded by
     the loop); long_tail: the benchmark's long-tail class ids (source template classes);
-    backward(loss, last): one backward pass (the loop's DDP / AMP handling; `last` is False for
-    every pass but the step's last); autocast: the mixed-precision context of a forward pass;
+    backward(loss): one backward pass (the loop's AMP scaling); student_pass(last): the context
+    of one student pass, its forward and its backward (the loop's DDP handling: every pass but
+    the step's last accumulates its gradients locally, and DDP decides that at the forward);
+    autocast: the mixed-precision context of a forward pass;
     record: keep a StepRecord of the step's samples (CPU copies, for inspection);
     thing_classes: the train ids of the feature distance's thing classes; mask_fill: the RGB
     value [3] of MIC's removed pixels (`neutral_fill` of the student's input normalisation;
@@ -98,7 +105,8 @@ class StepEnv:
     num_classes: int
     generator: torch.Generator
     long_tail: tuple[int, ...] = ()
-    backward: Callable[[Tensor, bool], None] = _plain_backward
+    backward: Callable[[Tensor], None] = _plain_backward
+    student_pass: Callable[[bool], ContextManager[Any]] = _no_context
     autocast: Callable[[], ContextManager[Any]] = nullcontext
     record: bool = False
     thing_classes: tuple[int, ...] = ()
@@ -367,13 +375,14 @@ def supervised_step(nets: Networks, batch: ClipBatch, env: StepEnv) -> StepOutpu
     source batch also the feature distance (fd.enabled)."""
     batch = geometric(batch, env.cfg, env.generator)
     k = mix_length(batch)
-    with env.autocast():
-        out = nets.student(batch.frames[:, :k], batch.flows[:, :k - 1], **detail_draws(env))
-        terms = source_terms(out, batch.labels[:, 0], env.cfg, len(batch))
-        if batch.domain == "source":
-            terms.update(feature_distance_terms(nets, out, batch.frames, batch.labels[:, 0],
-                                                len(batch), env))
-    env.backward(_total(terms), True)
+    with env.student_pass(True):
+        with env.autocast():
+            out = nets.student(batch.frames[:, :k], batch.flows[:, :k - 1], **detail_draws(env))
+            terms = source_terms(out, batch.labels[:, 0], env.cfg, len(batch))
+            if batch.domain == "source":
+                terms.update(feature_distance_terms(nets, out, batch.frames, batch.labels[:, 0],
+                                                    len(batch), env))
+        env.backward(_total(terms))
     return StepOutput(terms)
 
 
@@ -404,19 +413,22 @@ def _dacs(nets: Networks, S: MixedClip, T: MixedClip, pseudo: PseudoLabels, env:
         s_cls = choose_classes(S.labels[:, 0], env.num_classes, g)
     with record_function("udass.paste"):
         mix = classmix(S, T, s_cls)
-    with env.autocast():
-        out = nets.student(S.frames, S.flows, **detail_draws(env))
-        terms = source_terms(out, S.labels[:, 0], env.cfg, b)
-        terms.update(feature_distance_terms(nets, out, S.frames, S.labels[:, 0], b, env))
-    env.backward(_total(terms), False)
+    with env.student_pass(False):
+        with env.autocast():
+            out = nets.student(S.frames, S.flows, **detail_draws(env))
+            terms = source_terms(out, S.labels[:, 0], env.cfg, b)
+            terms.update(feature_distance_terms(nets, out, S.frames, S.labels[:, 0], b, env))
+        env.backward(_total(terms))
     sample = strong(mix, env.cfg, g)
-    mix_terms = mixed_terms(nets, [sample], None, env)
-    env.backward(_total(mix_terms), not mic)
+    with env.student_pass(not mic):
+        mix_terms = mixed_terms(nets, [sample], None, env)
+        env.backward(_total(mix_terms))
     terms.update(mix_terms)
     mic_mask = None
     if mic:
-        mic_terms, mic_mask = masked_terms(nets, T, env)
-        env.backward(_total(mic_terms), True)
+        with env.student_pass(True):
+            mic_terms, mic_mask = masked_terms(nets, T, env)
+            env.backward(_total(mic_terms))
         terms.update(mic_terms)
     terms["pseudo_weight"] = pseudo.weights[:, 0].mean().detach()
     record = (_record(S, T, pseudo, None, {"mix": mix}, ["mix"], [sample], None, mic_mask)
@@ -473,16 +485,18 @@ def quadmix_step(nets: Networks, source: ClipBatch, target: ClipBatch, templates
     # 3. pass 1: S and strong(T)
     T_strong = strong(T, cfg, g)
     mic = cfg.mic.enabled
-    with env.autocast():
-        out = nets.student(*cat_clips([S, T_strong]), **detail_draws(env))
-        terms = source_terms(out, S.labels[:, 0], cfg, b)
-        if cfg.train.lambda_t:
-            terms["loss_trg"] = cfg.train.lambda_t * seg_loss(out, slice(b, None), T.labels[:, 0],
-                                                              T.weights[:, 0], cfg)
-        if cfg.aggregation.enabled:
-            terms["loss_agg"] = cfg.aggregation.weight * aggregation_term(out, S, T, pseudo, b, env)
-        terms.update(feature_distance_terms(nets, out, S.frames, S.labels[:, 0], b, env))
-    env.backward(_total(terms), not keys and not mic)
+    with env.student_pass(not keys and not mic):
+        with env.autocast():
+            out = nets.student(*cat_clips([S, T_strong]), **detail_draws(env))
+            terms = source_terms(out, S.labels[:, 0], cfg, b)
+            if cfg.train.lambda_t:
+                terms["loss_trg"] = cfg.train.lambda_t * seg_loss(out, slice(b, None), T.labels[:, 0],
+                                                                  T.weights[:, 0], cfg)
+            if cfg.aggregation.enabled:
+                terms["loss_agg"] = cfg.aggregation.weight * aggregation_term(out, S, T, pseudo, b,
+                                                                              env)
+            terms.update(feature_distance_terms(nets, out, S.frames, S.labels[:, 0], b, env))
+        env.backward(_total(terms))
     if not cfg.train.lambda_t:  # weight 0 (the demo recipe): logged as 0, not computed and scaled by 0
         terms["loss_trg"] = torch.zeros((), device=S.frames.device)
 
@@ -494,15 +508,17 @@ def quadmix_step(nets: Networks, source: ClipBatch, target: ClipBatch, templates
         fuse = shared_region(s_tpl.mask[:, 0], t_tpl.mask[:, 0], ss="ss" in cfg.quadmix.paths,
                              tt="tt" in cfg.quadmix.paths)
     if keys:
-        mix_terms = mixed_terms(nets, samples, fuse, env)
-        env.backward(_total(mix_terms), not mic)
+        with env.student_pass(not mic):
+            mix_terms = mixed_terms(nets, samples, fuse, env)
+            env.backward(_total(mix_terms))
         terms.update(mix_terms)
 
     # (MIC) pass 3: the masked strong(T) against T's pseudo-labels
     mic_mask = None
     if mic:
-        mic_terms, mic_mask = masked_terms(nets, T, env)
-        env.backward(_total(mic_terms), True)
+        with env.student_pass(True):
+            mic_terms, mic_mask = masked_terms(nets, T, env)
+            env.backward(_total(mic_terms))
         terms.update(mic_terms)
     terms["pseudo_weight"] = pseudo.weights[:, 0].mean().detach()
     record = (_record(S, T, pseudo, templates, mixed, keys, samples, fuse, mic_mask)
