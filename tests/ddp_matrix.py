@@ -99,6 +99,7 @@ def main(out: Path) -> None:
     if dist.get_rank() == 0:
         (out / "report.json").write_text(json.dumps(report, indent=1))
     dist.barrier()
+    dist.destroy_process_group()  # as `udass` does at the end of a run (runtime.shutdown_distributed)
 
 
 if __name__ == "__main__":

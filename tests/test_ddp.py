@@ -168,6 +168,41 @@ def test_a_signal_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
         assert got == {"seen": [False, False, True, True], "signum": int(signal.SIGTERM)}, r
 
 
+def _shutdown_worker(rank: int, port: int, out: str) -> None:
+    from udass.runtime import init_distributed, shutdown_distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    info, _ = init_distributed("cpu")
+    t = torch.tensor([rank + 1.0])
+    dist.all_reduce(t)
+    shutdown_distributed()
+    torch.save({"world": info.world_size, "sum": float(t), "ended": not dist.is_initialized()},
+               f"{out}.{rank}")
+
+
+def test_shutdown_ends_the_process_group_that_udass_started(tmp_path):
+    """`udass` ends a torchrun launch with a barrier and destroy_process_group (a rank exiting
+    with a live gloo group can be aborted while its threads are torn down)."""
+    import socket
+
+    from udass.runtime import shutdown_distributed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_shutdown_worker, args=(port, str(tmp_path / "d")), nprocs=2)
+    for r in range(2):
+        assert torch.load(tmp_path / f"d.{r}") == {"world": 2, "sum": 3.0, "ended": True}
+    # a group that udass did not start (here a test's) is left alone
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'own'}", rank=0, world_size=1)
+    try:
+        shutdown_distributed()
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+
+
 SIGNAL_RANK_1 = r"""
 import os, signal, sys
 from udass.train import Trainer

@@ -399,12 +399,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _end_distributed() -> None:
+    """End the process group of a torchrun launch cleanly (`runtime.shutdown_distributed`). Only
+    `udass.runtime` starts one, so a command that never imported it (nor torch) has none."""
+    runtime = sys.modules.get("udass.runtime")
+    if runtime is not None:
+        runtime.shutdown_distributed()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_paths(args)
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
     except Interrupted as e:  # a signal, after keeping what could be kept: one line (one rank)
+        _end_distributed()  # every rank stopped after the same step (StopOnSignal)
         if os.environ.get("RANK", "0") == "0":
             print(f"udass: {e}", file=sys.stderr)
         return e.exit_status
@@ -415,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         print("udass: interrupted (Ctrl-C); udass writes every file atomically, so none is left "
               "half-written", file=sys.stderr)
         return 130
+    _end_distributed()
+    return status
 
 
 if __name__ == "__main__":

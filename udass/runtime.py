@@ -61,7 +61,23 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        _STARTED.append(dist.group.WORLD)
     return DistInfo(rank, world, local), device
+
+
+_STARTED: list[object] = []  # the process group init_distributed started, if any
+
+
+def shutdown_distributed() -> None:
+    """End the process group that `init_distributed` started (a no-op otherwise), once every
+    rank has finished the same work: a barrier, so that no rank leaves while another still
+    communicates, then `destroy_process_group`. A rank that exits with its group alive can be
+    aborted while its communication threads are torn down (gloo), and NCCL warns of leaked
+    resources. Not for error paths: a barrier there would wait for ranks that never come."""
+    if _STARTED and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    _STARTED.clear()
 
 
 def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
