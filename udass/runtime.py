@@ -74,10 +74,11 @@ def shutdown_distributed() -> None:
     communicates, then `destroy_process_group`. A rank that exits with its group alive can be
     aborted while its communication threads are torn down (gloo), and NCCL warns of leaked
     resources. Not for error paths: a barrier there would wait for ranks that never come."""
-    if _STARTED and dist.is_available() and dist.is_initialized():
+    started = _STARTED.pop() if _STARTED else None
+    if started is not None and dist.is_available() and dist.is_initialized() \
+            and dist.group.WORLD is started:  # not one started (and ended) elsewhere since
         dist.barrier()
         dist.destroy_process_group()
-    _STARTED.clear()
 
 
 def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
