@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -177,8 +178,15 @@ def _shutdown_worker(rank: int, port: int, out: str) -> None:
     t = torch.tensor([rank + 1.0])
     dist.all_reduce(t)
     shutdown_distributed()
-    torch.save({"world": info.world_size, "sum": float(t), "ended": not dist.is_initialized()},
-               f"{out}.{rank}")
+    ended = not dist.is_initialized()
+    # a caller that ends the group itself (tests/ddp_matrix.py does) frees it at once: udass
+    # keeps no reference that would carry it to interpreter finalization
+    init_distributed("cpu")
+    group = weakref.ref(dist.group.WORLD)
+    dist.barrier()
+    dist.destroy_process_group()
+    torch.save({"world": info.world_size, "sum": float(t), "ended": ended,
+                "freed": group() is None}, f"{out}.{rank}")
 
 
 def test_shutdown_ends_the_process_group_that_udass_started(tmp_path):
@@ -193,7 +201,8 @@ def test_shutdown_ends_the_process_group_that_udass_started(tmp_path):
         port = s.getsockname()[1]
     mp.spawn(_shutdown_worker, args=(port, str(tmp_path / "d")), nprocs=2)
     for r in range(2):
-        assert torch.load(tmp_path / f"d.{r}") == {"world": 2, "sum": 3.0, "ended": True}
+        assert torch.load(tmp_path / f"d.{r}") == {"world": 2, "sum": 3.0, "ended": True,
+                                                    "freed": True}
     # a group that udass did not start (here a test's) is left alone
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'own'}", rank=0, world_size=1)
     try:

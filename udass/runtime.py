@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,20 +62,24 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        _STARTED.append(dist.group.WORLD)
+        _STARTED.append(weakref.ref(dist.group.WORLD))
     return DistInfo(rank, world, local), device
 
 
-_STARTED: list[object] = []  # the process group init_distributed started, if any
+# The process group init_distributed started, if any, held weakly: a strong reference would keep
+# the group alive after a caller's own destroy_process_group, until interpreter finalization,
+# where destroying a gloo group's pending work aborts the process.
+_STARTED: list[weakref.ref] = []
 
 
 def shutdown_distributed() -> None:
     """End the process group that `init_distributed` started (a no-op otherwise), once every
     rank has finished the same work: a barrier, so that no rank leaves while another still
-    communicates, then `destroy_process_group`. A rank that exits with its group alive can be
-    aborted while its communication threads are torn down (gloo), and NCCL warns of leaked
+    communicates, then `destroy_process_group`. A gloo group still alive at interpreter
+    finalization can abort the process ("terminate called without an active exception"): its
+    pending work is destroyed while the interpreter is torn down; NCCL warns of leaked
     resources. Not for error paths: a barrier there would wait for ranks that never come."""
-    started = _STARTED.pop() if _STARTED else None
+    started = _STARTED.pop()() if _STARTED else None
     if started is not None and dist.is_available() and dist.is_initialized() \
             and dist.group.WORLD is started:  # not one started (and ended) elsewhere since
         dist.barrier()
