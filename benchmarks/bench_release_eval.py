@@ -72,8 +72,8 @@ def run(data_root: str | None, benchmark: str = "viper2cityscapes-seq", backbone
         "benchmark": benchmark, "backbone": backbone, "profile": profile,
         "variant": rec.get("variant"), "clips": rec.get("clips"),
         "miou_student": rec.get("miou"), "miou_teacher": (rec.get("teacher") or {}).get("miou"),
-        "wall_seconds": round(wall, 1),
-        "seconds_per_clip": None if per_clip is None else round(per_clip, 3),
+        "wall_seconds": benchlib.sig(wall),
+        "seconds_per_clip": None if per_clip is None else benchlib.sig(per_clip),
         "projected_seconds_500_clips": None if per_clip is None else round(per_clip * VAL_CLIPS),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2),
     }

@@ -159,7 +159,7 @@ def breakdown(parts: list[dict[str, float]], steps: list[float]) -> dict[str, An
     sums = {k: sum(p.get(k, 0.0) for p in parts) for k in keys}
     network = sum(sums.get(k, 0.0) for k in NETWORK)
     return {
-        "ms_per_step": {k: round(1000 * v / len(steps), 2) for k, v in sums.items()},
+        "ms_per_step": {k: benchlib.sig(1000 * v / len(steps), 4) for k, v in sums.items()},
         "share": {k: round(v / total, 4) for k, v in sums.items()},
         "network_share": round(network / total, 4),
         "outside_network_share": round(1 - network / total, 4),

@@ -59,6 +59,12 @@ def stats(values: Sequence[float], scale: float = 1.0, digits: int = 3) -> dict[
             "max": round(max(v), digits), "n": len(v)}
 
 
+def sig(x: float, digits: int = 3) -> float:
+    """`x` to `digits` significant figures: a short time stays non-zero on a fast machine, where
+    rounding to fixed decimals would print 0.0."""
+    return float(f"{x:.{digits}g}")
+
+
 def ratio(a: float, b: float, digits: int = 3) -> float | None:
     return round(a / b, digits) if b else None
 
