@@ -66,7 +66,7 @@ def one(argv: list[str], threads: int) -> dict[str, Any]:
 def summary(d: dict[str, Any]) -> dict[str, Any]:
     """The figures of one dry run that docs/performance.md tabulates."""
     med, mem, ev = d["median"], d["memory"], d["evaluation"]
-    return {"step_seconds": round(med["total"], 2), "step_cpu_seconds": round(med["cpu"], 2),
+    return {"step_seconds": benchlib.sig(med["total"], 4), "step_cpu_seconds": benchlib.sig(med["cpu"], 4),
             "data": round(med["data"], 2),
             "forward_backward": round(med["forward_backward"], 2), "mixing": round(med["mixing"], 2),
             "update": round(med["update"], 2), "other": round(med["other"], 2),
