@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from leave import leave_without_teardown
 from udass import checkpoint as ckpt
 from udass.cli import main
 from udass.runtime import step_seed
@@ -121,6 +122,7 @@ def _grad_worker(rank: int, init: str, out: str) -> None:
     # ("terminate called without an active exception"), about one run in eight here.
     dist.barrier()
     dist.destroy_process_group()
+    leave_without_teardown()  # the DDP reducer is not torn down (tests/leave.py)
 
 
 def test_ddp_averages_the_gradient_of_a_parameter_used_only_in_the_unsynchronised_pass(tmp_path):
@@ -210,6 +212,46 @@ def test_shutdown_ends_the_process_group_that_udass_started(tmp_path):
         assert dist.is_initialized()
     finally:
         dist.destroy_process_group()
+
+
+def test_a_stopped_run_is_freed_before_its_group_is_ended(monkeypatch, capsys):
+    """`udass` ends the group after the run's frames are gone: a DDP wrapper that outlives
+    destroy_process_group ends the group later from its reducer's destructor, holding the GIL
+    while the group's threads may wait for it (tests/leave.py). On a stop by a signal the run
+    lives on in the exception's traceback until the except clause is left."""
+    import argparse
+    import signal
+
+    import udass.cli as cli
+    import udass.runtime as runtime
+    from udass.errors import Interrupted
+
+    class Run:  # stands for the trainer and its DDP wrapper
+        pass
+
+    runs: list[weakref.ref] = []
+    freed_at_shutdown: list[bool] = []
+
+    def command(args: argparse.Namespace) -> int:
+        run = Run()
+        runs.append(weakref.ref(run))
+        if args.stop:
+            raise Interrupted("interrupted at step 2; checkpoint kept: X", signal.SIGINT)
+        return 0
+
+    def parser() -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser()
+        p.add_argument("--stop", action="store_true")
+        p.set_defaults(func=command)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    monkeypatch.setattr(runtime, "shutdown_distributed",
+                        lambda: freed_at_shutdown.append(runs[-1]() is None))
+    assert cli.main([]) == 0
+    assert cli.main(["--stop"]) == 130
+    assert freed_at_shutdown == [True, True]
+    assert capsys.readouterr().err.strip() == "udass: interrupted at step 2; checkpoint kept: X"
 
 
 SIGNAL_RANK_1 = r"""

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-import socket
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from leave import leave_without_teardown
 from udass.data.flow import warp, warp_valid_mask
 from udass.method.losses import weighted_cross_entropy
 from udass.method.teacher import (EMATeacher, PseudoLabels, dacs_weight, ema_alpha, propagate_probs,
@@ -155,26 +155,30 @@ def test_teacher_state_dict_round_trip():
     assert not b.model.training
 
 
-def test_teacher_unwraps_distributed_data_parallel():
+def _unwrap_worker(rank: int, init: str, out: str) -> None:
     import torch.distributed as dist
-    if dist.is_initialized():
-        pytest.skip("a process group is already initialised in this process")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    try:
-        student = TinyNet()
-        ddp = nn.parallel.DistributedDataParallel(student)
-        assert unwrap_model(ddp) is student
-        teacher = EMATeacher(ddp)
-        assert set(teacher.state_dict()) == set(student.state_dict())
-        with torch.no_grad():
-            student.conv.bias.fill_(2.0)
-        teacher.update(ddp, step=0, ema=0.999)
-        assert torch.equal(teacher.model.conv.bias, student.conv.bias)
-    finally:
-        dist.destroy_process_group()
+
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=1)
+    student = TinyNet()
+    ddp = nn.parallel.DistributedDataParallel(student)
+    teacher = EMATeacher(ddp)
+    keys = set(teacher.state_dict()) == set(student.state_dict())
+    with torch.no_grad():
+        student.conv.bias.fill_(2.0)
+    teacher.update(ddp, step=0, ema=0.999)
+    torch.save({"unwrapped": unwrap_model(ddp) is student, "keys": keys,
+                "bias": torch.equal(teacher.model.conv.bias, student.conv.bias)}, out)
+    dist.destroy_process_group()
+    leave_without_teardown()  # a DDP wrapper is not torn down (tests/leave.py)
+
+
+def test_teacher_unwraps_distributed_data_parallel(tmp_path):
+    """In a process of its own: a DDP wrapper freed in the test process could hang it
+    (tests/leave.py)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_unwrap_worker, args=(str(tmp_path / "pg"), str(tmp_path / "r")), nprocs=1)
+    assert torch.load(tmp_path / "r") == {"unwrapped": True, "keys": True, "bias": True}
 
 
 # ------------------------------------------------------------------------------------- pseudo-labels

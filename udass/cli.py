@@ -409,14 +409,12 @@ def _end_distributed() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stopped = None
     try:
         check_paths(args)
         status = int(args.func(args) or 0)
     except Interrupted as e:  # a signal, after keeping what could be kept: one line (one rank)
-        _end_distributed()  # every rank stopped after the same step (StopOnSignal)
-        if os.environ.get("RANK", "0") == "0":
-            print(f"udass: {e}", file=sys.stderr)
-        return e.exit_status
+        stopped, status = str(e), e.exit_status  # every rank stopped after the same step
     except UdassError as e:
         print(f"udass: error: {e}", file=sys.stderr)
         return 2
@@ -424,7 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         print("udass: interrupted (Ctrl-C); udass writes every file atomically, so none is left "
               "half-written", file=sys.stderr)
         return 130
+    # out of the except clause: the stopped run's frames (its DDP wrapper among them) are freed
+    # before the group is ended (runtime.shutdown_distributed says why)
     _end_distributed()
+    if stopped is not None and os.environ.get("RANK", "0") == "0":
+        print(f"udass: {stopped}", file=sys.stderr)
     return status
 
 

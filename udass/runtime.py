@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import gc
 import os
 import platform
 import subprocess
@@ -78,10 +79,16 @@ def shutdown_distributed() -> None:
     communicates, then `destroy_process_group`. A gloo group still alive at interpreter
     finalization can abort the process ("terminate called without an active exception"): its
     pending work is destroyed while the interpreter is torn down; NCCL warns of leaked
-    resources. Not for error paths: a barrier there would wait for ranks that never come."""
+    resources. Not for error paths: a barrier there would wait for ranks that never come.
+
+    Call it once the run's DDP wrapper is gone; garbage (reference cycles) is collected first.
+    A wrapper freed after the group is destroyed ends the group from its reducer's destructor,
+    which holds the GIL while it joins the group's worker threads, and a worker still releasing a
+    finished collective waits for that GIL: the process hangs (pytorch/pytorch#56297)."""
     started = _STARTED.pop()() if _STARTED else None
     if started is not None and dist.is_available() and dist.is_initialized() \
             and dist.group.WORLD is started:  # not one started (and ended) elsewhere since
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
