@@ -418,8 +418,8 @@ def test_demo_and_an_interrupted_demo_on_a_clone_leave_git_clean(clone, tmp_path
 @pytest.mark.slow
 def test_udass_demo_and_an_interrupted_one_in_a_clone(clone, tmp_path):
     """The real commands in a clone: `python -m udass demo` (papermill, test profile) to the end,
-    then one stopped by SIGINT while it trains; `git status` stays clean and the committed
-    results are whole."""
+    then one stopped by SIGINT and one by SIGTERM while it trains; `git status` stays clean and
+    the committed results are whole."""
     import signal
     import time
 
@@ -431,24 +431,51 @@ def test_udass_demo_and_an_interrupted_one_in_a_clone(clone, tmp_path):
     subprocess.run(cmd, cwd=clone, env=env, check=True, capture_output=True, timeout=900)
     assert (clone / "results" / "local" / "/".join(TABLE) / "table.md").is_file()
     assert _git(clone, "status", "--porcelain", "--untracked-files=all") == ""
-    cmd[-1] = str(tmp_path / "runs2")
     # a terminal's Ctrl-C: SIGINT to the foreground group (its default action restored, as a
-    # shell's background job would have it ignored)
-    proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 300
-    while time.time() < deadline and not any(len(f.read_text().splitlines()) > 2
-                                             for f in (tmp_path / "runs2").rglob("log.csv")):
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0
-    # one line says what was kept; no traceback from the kernel or papermill
-    assert "Traceback" not in out and out.rstrip().splitlines()[-1].startswith("udass: interrupted"), out
-    assert list((tmp_path / "runs2").rglob("checkpoints/step_*.pt")), out
-    assert _git(clone, "status", "--porcelain", "--untracked-files=all") == ""
-    assert committed_table_problems(clone, "HEAD")[0] == []
+    # shell's background job would have it ignored); a scheduler's or `kill`'s SIGTERM to the
+    # udass process alone (the kernel runs in a session of its own)
+    for runs, signum, to_group, says in (("runs2", signal.SIGINT, True, "Ctrl-C"),
+                                         ("runs3", signal.SIGTERM, False, "SIGTERM")):
+        cmd[-1] = str(tmp_path / runs)
+        proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.time() + 300
+        while time.time() < deadline and not any(len(f.read_text().splitlines()) > 2
+                                                 for f in (tmp_path / runs).rglob("log.csv")):
+            time.sleep(0.5)
+        (os.killpg if to_group else os.kill)(proc.pid, signum)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + signum, out
+        # one line says what was kept; no traceback from the kernel or papermill
+        assert "Traceback" not in out, out
+        assert out.rstrip().splitlines()[-1].startswith(f"udass: interrupted ({says})"), out
+        assert list((tmp_path / runs).rglob("checkpoints/step_*.pt")), out
+        assert _git(clone, "status", "--porcelain", "--untracked-files=all") == ""
+        assert committed_table_problems(clone, "HEAD")[0] == []
+
+
+STOP_BY_SIGTERM = """
+import os, signal, time
+from udass.cli import _notebook_stop
+from udass.errors import Interrupted
+try:
+    with _notebook_stop():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+except Interrupted as e:
+    print(e.exit_status, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, e)
+"""
+
+
+def test_sigterm_during_a_papermill_command_takes_the_ctrl_c_path():
+    """`udass demo / nb / reproduce` turn SIGTERM into their own SIGINT (papermill's loop then
+    stops the kernel, which checkpoints): one line naming the signal, exit status 143, and the
+    previous SIGTERM handler back. In a process of its own: a missing handler would kill it."""
+    out = subprocess.run([sys.executable, "-c", STOP_BY_SIGTERM], capture_output=True, text=True,
+                         timeout=60, cwd=REPO)
+    assert out.stdout.startswith("143 True interrupted (SIGTERM); the training runs finished so "
+                                 "far"), (out.stdout, out.stderr)
 
 
 # ----------------------------------------------------------------------------------- explorer

@@ -8,10 +8,12 @@ matplotlib. Those are the only local imports of the package besides the heavy op
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from udass.config import build_config, parse_set_args
@@ -286,18 +288,38 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_reproduce, folders=("data_root",))
 
 
-RUNS_KEPT = ("interrupted (Ctrl-C); the training runs finished so far, and the one in progress at "
-             "its last completed step, are kept in runs/; rerun the same command to continue")
+@contextlib.contextmanager
+def _notebook_stop() -> Iterator[None]:
+    """Ctrl-C or SIGTERM while papermill runs notebooks: papermill stops the notebook's kernel,
+    whose training run checkpoints its last completed step (udass.train.stop), and udass prints
+    one line. SIGTERM is turned into the process's own SIGINT, so it takes Ctrl-C's path (the
+    asyncio loop under papermill cancels its task on SIGINT); without this the command died at
+    once and the kernel, in a session of its own, ended without its checkpoint."""
+    received: list[int] = []
+
+    def terminated(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    except KeyboardInterrupt:
+        signum = signal.SIGTERM if received else signal.SIGINT
+        what = "SIGTERM" if received else "Ctrl-C"
+        raise Interrupted(f"interrupted ({what}); the training runs finished so far, and the one "
+                          f"in progress at its last completed step, are kept in runs/; rerun the "
+                          f"same command to continue", signum) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_reproduce(a: argparse.Namespace) -> int:
     # the subcommand's stack, imported when it runs (module docstring)
     from udass.reproduce import reproduce
 
-    try:
+    with _notebook_stop():
         reproduce(profile=a.profile, data_root=a.data_root, only=a.only)
-    except KeyboardInterrupt:  # the notebook's kernel checkpoints its run (udass.train.stop)
-        raise Interrupted(RUNS_KEPT, signal.SIGINT) from None
     return 0
 
 
@@ -317,10 +339,8 @@ def _run_demo(a: argparse.Namespace) -> int:
     # the subcommand's stack, imported when it runs (module docstring)
     from udass.reproduce import demo, parse_value
 
-    try:
+    with _notebook_stop():
         demo({k: parse_value(v) for k, v in a.params})
-    except KeyboardInterrupt:
-        raise Interrupted(RUNS_KEPT, signal.SIGINT) from None
     return 0
 
 
@@ -339,10 +359,8 @@ def _run_nb(a: argparse.Namespace) -> int:
     # the subcommand's stack, imported when it runs (module docstring)
     from udass.reproduce import notebook, parse_value
 
-    try:
+    with _notebook_stop():
         notebook(a.notebook, {k: parse_value(v) for k, v in a.params}, a.output)
-    except KeyboardInterrupt:
-        raise Interrupted(RUNS_KEPT, signal.SIGINT) from None
     return 0
 
 
