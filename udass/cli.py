@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import os
 import signal
 import sys
@@ -305,6 +306,9 @@ def _notebook_stop() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
+        # a kernel stopped mid-cell leaves nbclient a task that failed with DeadKernelError;
+        # asyncio logs it with a traceback when the task is collected, after udass's one line
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         signum = signal.SIGTERM if received else signal.SIGINT
         what = "SIGTERM" if received else "Ctrl-C"
         raise Interrupted(f"interrupted ({what}); the training runs finished so far, and the one "
