@@ -296,7 +296,7 @@ def _notebook_stop() -> Iterator[None]:
     one line. SIGTERM is turned into the process's own SIGINT, so it takes Ctrl-C's path (the
     asyncio loop under papermill cancels its task on SIGINT); without this the command died at
     once and the kernel, in a session of its own, ended without its checkpoint."""
-    received: list[int] = []
+    received: list[int] = []  # the SIGTERMs seen
 
     def terminated(signum: int, frame: object) -> None:
         received.append(signum)
@@ -309,8 +309,7 @@ def _notebook_stop() -> Iterator[None]:
         # a kernel stopped mid-cell leaves nbclient a task that failed with DeadKernelError;
         # asyncio logs it with a traceback when the task is collected, after udass's one line
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-        signum = signal.SIGTERM if received else signal.SIGINT
-        what = "SIGTERM" if received else "Ctrl-C"
+        signum, what = (signal.SIGTERM, "SIGTERM") if received else (signal.SIGINT, "Ctrl-C")
         raise Interrupted(f"interrupted ({what}); the training runs finished so far, and the one "
                           f"in progress at its last completed step, are kept in runs/; rerun the "
                           f"same command to continue", signum) from None
